@@ -1,0 +1,157 @@
+"""What Airflow's providers manager reads through the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_parcels import __version__
+
+_HOOKS = "airflow_provider_parcels.hooks"
+
+
+def _number(label: str, description: str, minimum: float = 0) -> dict[str, Any]:
+    return {
+        "label": label,
+        "description": description,
+        "schema": {"type": ["number", "null"], "minimum": minimum},
+    }
+
+
+def _quota_fields(plans: list[str]) -> dict[str, Any]:
+    plan_help = (
+        f"Plan name, one of: {', '.join(plans)}. Sets the per-minute quota and batch size from the vendor's table."
+        if plans
+        else "This API documents no plans; set requests_per_minute instead."
+    )
+    fields: dict[str, Any] = {}
+    if plans:
+        fields["plan"] = {
+            "label": "Plan",
+            "description": plan_help,
+            "schema": {"type": ["string", "null"], "enum": [*plans, None]},
+        }
+    fields.update(
+        requests_per_minute=_number("Requests per minute", "Quota override; wins over the plan.", 1),
+        max_concurrency=_number("Max concurrency", "Requests in flight at once (default from the quota).", 1),
+        timeout=_number("Timeout (s)", "Seconds for each HTTP call (default 30).", 0.001),
+        quota_share=_number("Quota share", "Fraction of the quota for this connection's users (0-1].", 0),
+    )
+    return fields
+
+
+def _connection(
+    conn_type: str,
+    module: str,
+    cls: str,
+    name: str,
+    default_url: str,
+    plans: list[str],
+    relabel: dict[str, str],
+    hidden: list[str],
+    extra_fields: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    placeholders = {
+        "host": f"{default_url} (leave empty for the vendor's API; may carry scheme, port and path)",
+        "extra": '{"plan": "%s", "max_concurrency": 8, "timeout": 30}' % (plans[0] if plans else ""),
+    }
+    placeholders.update({field: label for field, label in relabel.items()})
+    return {
+        "hook-class-name": f"{_HOOKS}.{module}.{cls}",
+        "hook-name": name,
+        "connection-type": conn_type,
+        "ui-field-behaviour": {
+            "hidden-fields": hidden,
+            "relabeling": relabel,
+            "placeholders": placeholders,
+        },
+        "conn-fields": {**_quota_fields(plans), **(extra_fields or {})},
+    }
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Package name, version, modules and the five connection types with their forms."""
+    return {
+        "package-name": "airflow-provider-parcels",
+        "name": "Parcels",
+        "description": "Parcel tracking for Apache Airflow: WhereParcel, TrackingMore, TrackFlow, parcelLab and "
+        "ShipEngine hooks, bulk tracking and order operators, a deferrable status sensor, warehouse loading "
+        "and a local sandbox of all five APIs.",
+        "versions": [__version__],
+        "integrations": [
+            {"integration-name": "Parcels", "tags": ["service"], "external-doc-url": "https://pypi.org/project/airflow-provider-parcels/"}
+        ],
+        "hooks": [
+            {
+                "integration-name": "Parcels",
+                "python-modules": [
+                    f"{_HOOKS}.whereparcel",
+                    f"{_HOOKS}.trackingmore",
+                    f"{_HOOKS}.trackflow",
+                    f"{_HOOKS}.parcellab",
+                    f"{_HOOKS}.shipengine",
+                ],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "Parcels",
+                "python-modules": [
+                    "airflow_provider_parcels.operators.tracking",
+                    "airflow_provider_parcels.operators.orders",
+                ],
+            }
+        ],
+        "sensors": [
+            {"integration-name": "Parcels", "python-modules": ["airflow_provider_parcels.sensors.parcel_status"]}
+        ],
+        "triggers": [
+            {"integration-name": "Parcels", "python-modules": ["airflow_provider_parcels.triggers.parcel_status"]}
+        ],
+        "notifications": ["airflow_provider_parcels.notifications.parcel_report.ParcelReportNotifier"],
+        "connection-types": [
+            _connection(
+                "whereparcel", "whereparcel", "WhereParcelHook", "WhereParcel", "https://api.whereparcel.com",
+                ["free", "starter", "pro", "business"],
+                {"login": "API key", "password": "Secret key"},
+                ["schema", "port"],
+            ),
+            _connection(
+                "trackingmore", "trackingmore", "TrackingMoreHook", "TrackingMore", "https://api.trackingmore.com/v2",
+                ["standard"],
+                {"password": "API key"},
+                ["schema", "port", "login"],
+            ),
+            _connection(
+                "trackflow", "trackflow", "TrackFlowHook", "TrackFlow", "https://api.trackflow.io",
+                ["free", "starter", "growth", "enterprise"],
+                {"password": "API key"},
+                ["schema", "port", "login"],
+                {
+                    "webhook_secret": {
+                        "label": "Webhook secret",
+                        "description": "Secret that signs X-TrackFlow-Signature (HMAC-SHA256) on webhooks.",
+                        "schema": {"type": ["string", "null"], "format": "password"},
+                    }
+                },
+            ),
+            _connection(
+                "parcellab", "parcellab", "ParcelLabHook", "parcelLab", "https://api.parcellab.com",
+                [],
+                {"password": "Token"},
+                ["schema", "port", "login"],
+                {
+                    "account": {
+                        "label": "Account",
+                        "description": "parcelLab account id, added to orders that have none.",
+                        "schema": {"type": ["integer", "string", "null"]},
+                    }
+                },
+            ),
+            _connection(
+                "shipengine", "shipengine", "ShipEngineHook", "ShipEngine", "https://api.shipengine.com",
+                ["advanced"],
+                {"password": "API key"},
+                ["schema", "port", "login"],
+            ),
+        ],
+    }

@@ -1,0 +1,669 @@
+"""
+The base of the five tracking hooks: connection, session, quota, retries, concurrency,
+batching and the one-result-per-parcel guarantee.
+
+An API module subclasses :class:`ParcelTrackingHook` and supplies only what is its own:
+class attributes (connection type, default URL, plans, batch limit), ``auth_headers``,
+``build_batch_request``, ``parse_track_response`` and its ``StatusMap``; optionally
+``check_answer`` for errors hidden in an HTTP 200. Everything here that reads an answer is
+pure, so the sync path (requests, threads) and the async path of the trigger (httpx,
+asyncio) share it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import httpx
+import requests
+from airflow.sdk import BaseHook
+from requests.adapters import HTTPAdapter
+from tenacity import AsyncRetrying, RetryCallState, Retrying
+
+from airflow_provider_parcels import __version__
+from airflow_provider_parcels.hooks.exceptions import (
+    ParcelApiAuthError,
+    ParcelConnectionError,
+    RequestRejected,
+    RetryableApiError,
+)
+from airflow_provider_parcels.hooks.parsing import StatusMap
+from airflow_provider_parcels.hooks.progress import TrackingStats
+from airflow_provider_parcels.hooks.ratelimit import RateLimiter
+from airflow_provider_parcels.hooks.settings import HookSettings, Plan, build_base_url, resolve_settings
+from airflow_provider_parcels.hooks.transport import (
+    ApiRequest,
+    ApiResponse,
+    exhausted_quota,
+    wait_from_headers,
+)
+from airflow_provider_parcels.models import (
+    InvalidParcelError,
+    Parcel,
+    ParcelStatus,
+    TrackingError,
+    TrackingResult,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+USER_AGENT = f"airflow-provider-parcels/{__version__}"
+_Key = tuple[str, str]
+
+
+class _Secret(str):
+    """A credential: a ``str`` whose ``repr`` never shows it."""
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+
+class ParcelTrackingHook(BaseHook):
+    """
+    Base class of the tracking hooks: what the five APIs share.
+
+    :param conn_id: the Airflow connection (default ``<conn type>_default``).
+    :param requests_per_minute: override the quota from the connection's ``plan``.
+    :param max_concurrency: requests in flight at once (default from the quota and the
+        API's typical answer time).
+    :param timeout: seconds for each HTTP call (default 30).
+    :param quota_share: the fraction of the quota this hook may use, for several workers
+        sharing one plan (e.g. ``1/4`` for four mapped copies running at once).
+    :param max_retries: retries of one call after 429, 5xx, timeouts and bad JSON.
+    :param progress_interval: seconds between progress lines in the log on long runs.
+    """
+
+    conn_name_attr = "conn_id"
+    default_conn_name: ClassVar[str]
+    conn_type: ClassVar[str]
+    hook_name: ClassVar[str]
+    #: Short name of the API, the ``provider`` column of every result.
+    provider: ClassVar[str]
+    default_base_url: ClassVar[str]
+    plans: ClassVar[Mapping[str, Plan]] = {}
+    default_plan: ClassVar[str | None] = None
+    #: Most parcels one tracking call may carry when no plan says otherwise.
+    max_batch_size: ClassVar[int] = 1
+    #: Typical answer time of one tracking call, to size concurrency to the quota.
+    seconds_per_request: ClassVar[float] = 1.0
+    #: Whether a batch costs one quota unit per parcel (TrackFlow) rather than one per call.
+    quota_counts_parcels: ClassVar[bool] = False
+    #: Connection fields that must hold a credential: (field, label).
+    required_credentials: ClassVar[tuple[tuple[str, str], ...]] = (("password", "API key"),)
+    status_map: ClassVar[StatusMap]
+
+    def __init__(
+        self,
+        conn_id: str | None = None,
+        *,
+        requests_per_minute: float | None = None,
+        max_concurrency: int | None = None,
+        timeout: float | None = None,
+        quota_share: float | None = None,
+        max_retries: int | None = None,
+        progress_interval: float = 10.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.conn_id = conn_id or self.default_conn_name
+        self._overrides = {
+            "requests_per_minute": requests_per_minute,
+            "max_concurrency": max_concurrency,
+            "timeout": timeout,
+            "quota_share": quota_share,
+            "max_retries": max_retries,
+        }
+        self._settings: HookSettings | None = None
+        self._login: _Secret | None = None
+        self._password: _Secret | None = None
+        self._extra: dict[str, Any] = {}
+        self._session: requests.Session | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._verified = False
+        self.stats = TrackingStats(progress_interval)
+        self._limiter: RateLimiter | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} conn_id={self.conn_id!r}>"
+
+    # ------------------------------------------------------------------ connection
+
+    def configure(self, conn: Any, extra: Mapping[str, Any]) -> HookSettings:
+        """
+        Read credentials and settings from an Airflow connection (sync or async fetched).
+
+        :param conn: the ``Connection``.
+        :param extra: its extras as a dict.
+        :raises ParcelConnectionError: missing credential or a bad extra, naming the field.
+        """
+        for field, label in self.required_credentials:
+            if not (getattr(conn, field, None) or "").strip():
+                raise ParcelConnectionError(
+                    f"connection {self.conn_id!r} ({self.conn_type}) has no {label}: "
+                    f"set the connection's {field} field"
+                )
+        self._login = _Secret((conn.login or "").strip())
+        self._password = _Secret((conn.password or "").strip())
+        self._extra = dict(extra)
+        base_url = build_base_url(
+            self.conn_id, self.default_base_url, conn.host, conn.port, conn.schema, self._extra.get("scheme")
+        )
+        self._settings = resolve_settings(
+            conn_id=self.conn_id,
+            conn_type=self.conn_type,
+            extra=self._extra,
+            overrides=self._overrides,
+            plans=self.plans,
+            default_plan=self.default_plan,
+            max_batch_size=self.max_batch_size,
+            seconds_per_request=self.seconds_per_request,
+            base_url=base_url,
+        )
+        self._limiter = RateLimiter.for_connection(
+            self.provider, self.conn_id, self._settings.requests_per_minute
+        )
+        return self._settings
+
+    @property
+    def settings(self) -> HookSettings:
+        """The resolved settings; reads the connection on first use."""
+        if self._settings is None:
+            conn = self.get_connection(self.conn_id)
+            self.configure(conn, conn.extra_dejson)
+        assert self._settings is not None
+        return self._settings
+
+    @property
+    def limiter(self) -> RateLimiter:
+        _ = self.settings
+        assert self._limiter is not None
+        return self._limiter
+
+    @classmethod
+    async def for_trigger(cls, conn_id: str | None = None, **kwargs: Any) -> ParcelTrackingHook:
+        """A hook configured on an event loop (the triggerer), without blocking it."""
+        from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+
+        hook = cls(conn_id, **kwargs)
+        conn = await get_async_connection(hook.conn_id, hook)
+        hook.configure(conn, await get_async_extra_dejson(conn))
+        return hook
+
+    def auth_headers(self) -> dict[str, str]:
+        """The API's auth header(s), exactly as its documentation writes them."""
+        raise NotImplementedError
+
+    def headers(self) -> dict[str, str]:
+        return {"User-Agent": USER_AGENT, "Accept": "application/json", **self.auth_headers()}
+
+    def url(self, path: str) -> str:
+        return f"{self.settings.base_url}{path}"
+
+    def redact(self, text: str) -> str:
+        """``text`` with the connection's secrets replaced by ``***``."""
+        for secret in (self._password, self._login):
+            if secret and len(secret) >= 4:
+                text = text.replace(str(secret), "***")
+        return text
+
+    # ------------------------------------------------------------------ per-API pieces
+
+    def build_batch_request(self, parcels: Sequence[Parcel]) -> ApiRequest:
+        """The tracking call for one batch (at most ``settings.batch_size`` parcels)."""
+        raise NotImplementedError
+
+    def parse_track_response(self, request: ApiRequest, body: Any) -> list[TrackingResult]:
+        """Results for the parcels of ``request`` found in a successful answer."""
+        raise NotImplementedError
+
+    def check_answer(self, request: ApiRequest, response: ApiResponse, body: Any) -> None:
+        """Raise for an error the API hides in a successful answer (default: none)."""
+
+    def error_message(self, body: Any) -> str | None:
+        """The API's human error message in an error body, if it has one."""
+        if isinstance(body, Mapping):
+            error = body.get("error")
+            if isinstance(error, Mapping):
+                return str(error.get("message") or error.get("code") or "") or None
+            for key in ("message", "detail"):
+                if body.get(key):
+                    return str(body[key])
+        return None
+
+    def build_track_requests(self, parcels: Sequence[Parcel]) -> Iterator[ApiRequest]:
+        """Batches as large as the API and plan allow, never larger."""
+        size = self.settings.batch_size
+        for start in range(0, len(parcels), size):
+            yield self.build_batch_request(parcels[start : start + size])
+
+    def result(self, parcel: Parcel, **fields: Any) -> TrackingResult:
+        """A result for ``parcel`` from this API."""
+        return TrackingResult(
+            provider=self.provider,
+            carrier=parcel.carrier,
+            tracking_number=parcel.tracking_number,
+            client_id=parcel.client_id,
+            **fields,
+        )
+
+    def failure(self, parcel: Parcel, code: str, message: str, raw: Any = None) -> TrackingResult:
+        status = ParcelStatus.NOT_FOUND if code == "not_found" else ParcelStatus.UNKNOWN
+        return TrackingResult.failure(self.provider, parcel, code, self.redact(message), status, raw)
+
+    # ------------------------------------------------------------------ reading answers (pure)
+
+    def interpret(self, request: ApiRequest, response: ApiResponse) -> list[TrackingResult]:
+        """
+        Turn one HTTP answer into one result per parcel of the request, or raise:
+        ``ParcelApiAuthError`` (401/403), ``RetryableApiError`` (429, 5xx, bad JSON, quota
+        envelopes) or ``RequestRejected`` (400/404 and other client errors).
+        """
+        self.observe_rate_headers(response)
+        status = response.status_code
+        if status in (401, 403):
+            raise ParcelApiAuthError(self.auth_failure_message(response))
+        if status == 429:
+            raise self.rate_limited(response)
+        if status >= 500:
+            raise RetryableApiError("server_error", f"{self.hook_name} answered HTTP {status}",
+                                    wait_from_headers(response))
+        body = response.json()
+        self.check_answer(request, response, body)
+        if status >= 400:
+            code = "not_found" if status == 404 else "bad_request"
+            message = self.error_message(body) or f"HTTP {status}"
+            raise RequestRejected(status, code, f"{self.hook_name} answered HTTP {status}: {message}")
+        try:
+            results = self.parse_track_response(request, body)
+        except (KeyError, TypeError, AttributeError, ValueError) as err:
+            raise RetryableApiError(
+                "malformed_response", f"{self.hook_name} sent an answer of unexpected shape ({err!r})"
+            ) from None
+        return self.complete(request, results)
+
+    def complete(self, request: ApiRequest, results: Iterable[TrackingResult]) -> list[TrackingResult]:
+        """Exactly one result per parcel of the request: a parcel the answer skipped is an error."""
+        by_key = {(r.carrier, r.tracking_number): r for r in results}
+        return [
+            by_key.get(p.key)
+            or self.failure(p, "missing_from_answer", f"{self.hook_name} did not answer for this parcel")
+            for p in request.parcels
+        ]
+
+    def auth_failure_message(self, response: ApiResponse) -> str:
+        detail = ""
+        with contextlib.suppress(RetryableApiError):
+            detail = self.error_message(response.json()) or ""
+        detail = f": {self.redact(detail)}" if detail else ""
+        return (
+            f"{self.hook_name} refused the credentials of connection {self.conn_id!r} "
+            f"(HTTP {response.status_code}{detail}); check the key in the connection"
+        )
+
+    def rate_limited(self, response: ApiResponse) -> RetryableApiError:
+        """The error for a refusal on quota; pauses the whole connection for the asked wait."""
+        wait = wait_from_headers(response)
+        self.stats.add(rate_limited=1)
+        if wait is not None:
+            self.limiter.pause(min(wait, self.settings.retry.max_wait))
+        return RetryableApiError("rate_limited", f"{self.hook_name} refused the request: rate limit", wait)
+
+    def observe_rate_headers(self, response: ApiResponse) -> None:
+        """When an answer says the window is spent, hold every request back until it resets."""
+        if response.status_code < 400 and exhausted_quota(response):
+            wait = wait_from_headers(response)
+            if wait:
+                self.limiter.pause(min(wait, self.settings.retry.max_wait))
+
+    # ------------------------------------------------------------------ public API
+
+    def track(
+        self,
+        parcels: Iterable[Parcel | Mapping[str, Any]] | pd.DataFrame,
+        *,
+        as_dataframe: bool = False,
+        chunk_size: int = 10_000,
+    ) -> list[TrackingResult] | pd.DataFrame:
+        """
+        Track parcels: one ``TrackingResult`` per parcel handed in, in input order.
+
+        :param parcels: ``Parcel`` objects, dicts with ``carrier`` and ``tracking_number``
+            (optional ``client_id``, ``postal_code``, ``phone_number``), or a DataFrame.
+        :param as_dataframe: return a pandas DataFrame (one row per result) instead.
+        :param chunk_size: parcels planned together (de-duplicated, batched, in flight).
+        :raises ParcelApiAuthError: the API refused the key (the whole call fails).
+        """
+        results = list(self.iter_track(parcels, chunk_size=chunk_size))
+        if as_dataframe:
+            return results_to_dataframe(results)
+        return results
+
+    def iter_track(
+        self, parcels: Iterable[Parcel | Mapping[str, Any]] | pd.DataFrame, *, chunk_size: int = 1000
+    ) -> Iterator[TrackingResult]:
+        """
+        Like :meth:`track`, but yields results chunk by chunk so memory stays flat.
+
+        :param parcels: any iterable (a generator, a cursor) of parcels, or a DataFrame.
+        :param chunk_size: parcels per chunk.
+        """
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        items = _rows(parcels)
+        total = len(parcels) if hasattr(parcels, "__len__") else None
+        self.stats.reset(total)
+        index = 0
+        try:
+            while chunk := list(islice(items, chunk_size)):
+                yield from self.track_chunk(chunk, first_index=index)
+                index += len(chunk)
+                self.stats.maybe_log(self.log, self.hook_name)
+        finally:
+            if self.stats.requests:
+                self.stats.maybe_log(self.log, self.hook_name, force=True)
+
+    def track_chunk(self, chunk: Sequence[Any], first_index: int = 0) -> list[TrackingResult]:
+        """Track one chunk on this thread's pool; results in input order."""
+        unique, slots, invalid = self.plan_chunk(chunk, first_index)
+        answers = self._run(list(self.build_track_requests(unique)))
+        return self.assemble(slots, invalid, answers)
+
+    async def atrack(self, parcels: Sequence[Parcel | Mapping[str, Any]]) -> list[TrackingResult]:
+        """The async twin of :meth:`track` for the triggerer: same batching, parsing and quota."""
+        unique, slots, invalid = self.plan_chunk(list(parcels), 0)
+        answers = await self._arun(list(self.build_track_requests(unique)))
+        return self.assemble(slots, invalid, answers)
+
+    # ------------------------------------------------------------------ planning (pure)
+
+    def plan_chunk(
+        self, chunk: Sequence[Any], first_index: int
+    ) -> tuple[list[Parcel], list[tuple[Parcel | None, int]], dict[int, TrackingResult]]:
+        """Validate and de-duplicate a chunk: unique parcels to ask for, and where each answer goes."""
+        unique: dict[_Key, Parcel] = {}
+        slots: list[tuple[Parcel | None, int]] = []
+        invalid: dict[int, TrackingResult] = {}
+        for offset, item in enumerate(chunk):
+            position = first_index + offset
+            try:
+                parcel = Parcel.coerce(item, index=position)
+            except InvalidParcelError as err:
+                invalid[offset] = self.invalid_result(item, str(err))
+                slots.append((None, offset))
+                continue
+            unique.setdefault(parcel.key, parcel)
+            slots.append((parcel, offset))
+        return list(unique.values()), slots, invalid
+
+    def invalid_result(self, item: Any, message: str) -> TrackingResult:
+        """The error row of an input that is not a valid parcel: nothing handed in is dropped."""
+        get = item.get if isinstance(item, Mapping) else (lambda _k, _d=None: None)
+        number = get("tracking_number")
+        carrier = get("carrier")
+        return TrackingResult(
+            provider=self.provider,
+            carrier="" if carrier is None else str(carrier)[:64],
+            tracking_number="" if number is None else str(number)[:64],
+            error=TrackingError("invalid_input", message),
+        )
+
+    @staticmethod
+    def assemble(
+        slots: list[tuple[Parcel | None, int]],
+        invalid: dict[int, TrackingResult],
+        answers: Mapping[_Key, TrackingResult],
+    ) -> list[TrackingResult]:
+        out = []
+        for parcel, offset in slots:
+            if parcel is None:
+                out.append(invalid[offset])
+                continue
+            answer = answers[parcel.key]
+            if answer.client_id != parcel.client_id:
+                answer = dataclasses.replace(answer, client_id=parcel.client_id)
+            out.append(answer)
+        return out
+
+    def final_failures(self, request: ApiRequest, error: Exception) -> list[TrackingResult]:
+        """Error results for every parcel of a request that could not be answered."""
+        if isinstance(error, RetryableApiError):
+            return [self.failure(p, error.code, f"{error.message} (after retries)") for p in request.parcels]
+        assert isinstance(error, RequestRejected)
+        return [self.failure(p, error.code, error.message) for p in request.parcels]
+
+    def split(self, request: ApiRequest) -> list[ApiRequest]:
+        """A rejected batch, one request per parcel, so the bad parcel is found and the rest tracked."""
+        return [self.build_batch_request([p]) for p in request.parcels]
+
+    def _note_done(self, request: ApiRequest) -> None:
+        self.stats.add(parcels_done=len(request.parcels))
+        self.stats.maybe_log(self.log, self.hook_name)
+
+    def _on_retry(self, state: RetryCallState) -> None:
+        self.stats.add(retries=1)
+        error = state.outcome.exception() if state.outcome else None
+        self.log.debug("%s: retry %d after %s", self.hook_name, state.attempt_number, error)
+
+    # ------------------------------------------------------------------ sync transport
+
+    def get_conn(self) -> requests.Session:
+        """The hook's one ``requests.Session``, pooled for ``max_concurrency`` connections."""
+        if self._session is None:
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_connections=2, pool_maxsize=self.settings.max_concurrency, max_retries=0)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            session.headers.update(self.headers())
+            self._session = session
+        return self._session
+
+    def send(self, request: ApiRequest) -> ApiResponse:
+        """One HTTP attempt: waits for the quota, sends, and wraps the answer."""
+        wait = self.limiter.reserve(request.cost)
+        if wait > 0:
+            time.sleep(wait)
+        self.stats.add(requests=1)
+        try:
+            response = self.get_conn().request(
+                request.method,
+                self.url(request.path),
+                params=request.params,
+                json=request.json,
+                timeout=self.settings.timeout,
+            )
+        except requests.Timeout:
+            raise RetryableApiError("timeout", f"{self.hook_name} did not answer within "
+                                    f"{self.settings.timeout} s") from None
+        except requests.RequestException as err:
+            raise RetryableApiError(
+                "connection_error", f"{self.hook_name} at {self.settings.base_url}: {type(err).__name__}"
+            ) from None
+        return ApiResponse(response.status_code, response.headers, response.content)
+
+    def call(self, request: ApiRequest) -> ApiResponse:
+        """Send with the retry policy; an ``ApiResponse`` accepted by ``accept`` is returned."""
+        for attempt in Retrying(**self.settings.retry.tenacity_kwargs(self._on_retry)):
+            with attempt:
+                response = self.send(request)
+                self.raise_for_retry(response)
+                return response
+        raise AssertionError("unreachable")
+
+    def raise_for_retry(self, response: ApiResponse) -> None:
+        """Raise what ``interpret`` would for auth, quota and server errors (non-tracking calls)."""
+        self.observe_rate_headers(response)
+        if response.status_code in (401, 403):
+            raise ParcelApiAuthError(self.auth_failure_message(response))
+        if response.status_code == 429:
+            raise self.rate_limited(response)
+        if response.status_code >= 500:
+            raise RetryableApiError("server_error", f"{self.hook_name} answered HTTP {response.status_code}",
+                                    wait_from_headers(response))
+
+    def execute_request(self, request: ApiRequest) -> list[TrackingResult]:
+        """One tracking call with retries; always one result per parcel, unless auth fails."""
+        try:
+            for attempt in Retrying(**self.settings.retry.tenacity_kwargs(self._on_retry)):
+                with attempt:
+                    results = self.interpret(request, self.send(request))
+        except (RetryableApiError, RequestRejected) as err:
+            if isinstance(err, RequestRejected) and len(request.parcels) > 1 and err.status_code != 404:
+                return [r for sub in self.split(request) for r in self.execute_request(sub)]
+            results = self.final_failures(request, err)
+        self._note_done(request)
+        return results
+
+    def _run(self, batch_requests: list[ApiRequest]) -> dict[_Key, TrackingResult]:
+        answers: dict[_Key, TrackingResult] = {}
+        pending = list(batch_requests)
+        if pending and not self._verified:
+            # The first call goes alone: a wrong key is then sent once, not max_concurrency times.
+            for result in self.execute_request(pending.pop(0)):
+                answers[result.key[1:]] = result
+            self._verified = True
+        if not pending:
+            return answers
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.settings.max_concurrency, thread_name_prefix=self.provider)
+        futures = [self._executor.submit(self.execute_request, r) for r in pending]
+        try:
+            for future in futures:
+                for result in future.result():
+                    answers[result.key[1:]] = result
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+        return answers
+
+    def close(self) -> None:
+        """Release the session and the thread pool."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def __del__(self) -> None:
+        try:
+            if self._executor is not None:
+                self._executor.shutdown(wait=False, cancel_futures=True)
+        except Exception:
+            pass
+
+    # ------------------------------------------------------------------ async transport (trigger)
+
+    async def asend(self, client: httpx.AsyncClient, request: ApiRequest) -> ApiResponse:
+        wait = self.limiter.reserve(request.cost)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self.stats.add(requests=1)
+        try:
+            response = await client.request(
+                request.method, self.url(request.path), params=request.params, json=request.json
+            )
+        except httpx.TimeoutException:
+            raise RetryableApiError("timeout", f"{self.hook_name} did not answer within "
+                                    f"{self.settings.timeout} s") from None
+        except httpx.HTTPError as err:
+            raise RetryableApiError(
+                "connection_error", f"{self.hook_name} at {self.settings.base_url}: {type(err).__name__}"
+            ) from None
+        return ApiResponse(response.status_code, response.headers, response.content)
+
+    async def aexecute_request(self, client: httpx.AsyncClient, request: ApiRequest) -> list[TrackingResult]:
+        try:
+            async for attempt in AsyncRetrying(**self.settings.retry.tenacity_kwargs(self._on_retry)):
+                with attempt:
+                    results = self.interpret(request, await self.asend(client, request))
+        except (RetryableApiError, RequestRejected) as err:
+            if isinstance(err, RequestRejected) and len(request.parcels) > 1 and err.status_code != 404:
+                nested = [await self.aexecute_request(client, sub) for sub in self.split(request)]
+                return [r for group in nested for r in group]
+            results = self.final_failures(request, err)
+        self._note_done(request)
+        return results
+
+    async def _arun(self, batch_requests: list[ApiRequest]) -> dict[_Key, TrackingResult]:
+        settings = self.settings
+        limits = httpx.Limits(max_connections=settings.max_concurrency)
+        semaphore = asyncio.Semaphore(settings.max_concurrency)
+
+        async def one(client: httpx.AsyncClient, request: ApiRequest) -> list[TrackingResult]:
+            async with semaphore:
+                return await self.aexecute_request(client, request)
+
+        async with httpx.AsyncClient(headers=self.headers(), timeout=settings.timeout, limits=limits) as client:
+            groups = await asyncio.gather(*(one(client, r) for r in batch_requests))
+        return {r.key[1:]: r for group in groups for r in group}
+
+    # ------------------------------------------------------------------ UI test button
+
+    test_request: ClassVar[ApiRequest]
+    #: Statuses of the test call that prove the key was accepted.
+    test_accept: ClassVar[tuple[int, ...]] = (200,)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """One cheap authenticated call; ``(ok, message)`` for the UI's Test button."""
+        try:
+            response = self.send(self.test_request)
+        except (ParcelConnectionError, RetryableApiError) as err:
+            return False, self.redact(str(err))
+        if response.status_code in (401, 403):
+            return False, self.auth_failure_message(response)
+        try:
+            self.check_answer(self.test_request, response, response.json())
+        except ParcelApiAuthError as err:
+            return False, str(err)
+        except (RetryableApiError, RequestRejected):
+            pass
+        if response.status_code in self.test_accept:
+            return True, f"{self.hook_name} accepted the credentials of connection {self.conn_id!r}"
+        return False, f"{self.hook_name} answered HTTP {response.status_code} at {self.test_request.path}"
+
+
+def _rows(parcels: Any) -> Iterator[Any]:
+    if hasattr(parcels, "to_dict") and hasattr(parcels, "columns"):
+        missing = {"carrier", "tracking_number"} - set(parcels.columns)
+        if missing:
+            raise InvalidParcelError(f"the DataFrame has no column(s) {', '.join(sorted(missing))}")
+        return (
+            {k: (None if _is_missing(v) else v) for k, v in row.items()}
+            for row in parcels.to_dict(orient="records")
+        )
+    if isinstance(parcels, (str, bytes, Mapping)):
+        raise InvalidParcelError(
+            f"parcels must be an iterable of parcels, got a single {type(parcels).__name__}"
+        )
+    return iter(parcels)
+
+
+def _is_missing(value: Any) -> bool:
+    try:
+        return value != value  # NaN
+    except Exception:
+        return False
+
+
+def results_to_dataframe(results: Iterable[TrackingResult]) -> pd.DataFrame:
+    """One row per result: the compact fields plus ``error_code``, ``error_message``, ``event_count``."""
+    import pandas as pd
+
+    rows = []
+    for r in results:
+        row = r.to_dict(include_raw=False, include_events=False)
+        error = row.pop("error")
+        row["error_code"] = error["code"] if error else None
+        row["error_message"] = error["message"] if error else None
+        row["event_count"] = len(r.events)
+        rows.append(row)
+    return pd.DataFrame(rows)

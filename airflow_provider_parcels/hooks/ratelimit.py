@@ -1,0 +1,68 @@
+"""A thread-safe pacing token bucket shared by every thread (and coroutine) of one connection."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import ClassVar
+
+
+class RateLimiter:
+    """
+    Paces requests so that no 60-second window holds more than the quota.
+
+    A generic cell rate algorithm with a burst of one: request *k* may start no earlier than
+    ``k * 60 / rate`` seconds after the first, so a sliding window, a fixed window and a token
+    bucket on the server side all stay under the quota. ``reserve()`` books the slot and
+    returns how long to wait, so the same limiter serves threads (``time.sleep``) and
+    coroutines (``asyncio.sleep``).
+
+    :param requests_per_minute: the quota, in cost units per minute; ``None`` means unknown
+        (no pacing until the API tells us a limit).
+    :param safety_margin: fraction of the quota left unused to absorb clock and network jitter.
+    """
+
+    def __init__(self, requests_per_minute: float | None, safety_margin: float = 0.02) -> None:
+        self._lock = threading.Lock()
+        self._next_free = 0.0
+        self._paused_until = 0.0
+        self.safety_margin = safety_margin
+        self.requests_per_minute = requests_per_minute
+
+    @property
+    def requests_per_minute(self) -> float | None:
+        return self._rpm
+
+    @requests_per_minute.setter
+    def requests_per_minute(self, value: float | None) -> None:
+        self._rpm = value
+        self._interval = 60.0 / (value * (1 - self.safety_margin)) if value else 0.0
+
+    def reserve(self, cost: float = 1.0) -> float:
+        """Book the next slot for a request of ``cost`` units; return the seconds to wait first."""
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next_free, self._paused_until)
+            self._next_free = start + cost * self._interval
+            return start - now
+
+    def pause(self, seconds: float) -> None:
+        """Hold every request of this connection back for ``seconds`` (after a 429)."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+
+    # One limiter per connection and API in this process, so that hooks built for the same
+    # connection (an operator and a sensor, or several threads) share the quota.
+    _registry: ClassVar[dict[tuple[str, str], RateLimiter]] = {}
+    _registry_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @classmethod
+    def for_connection(cls, provider: str, conn_id: str, requests_per_minute: float | None) -> RateLimiter:
+        """The process-wide limiter of ``conn_id``; its rate follows the latest settings."""
+        with cls._registry_lock:
+            limiter = cls._registry.get((provider, conn_id))
+            if limiter is None:
+                limiter = cls._registry[(provider, conn_id)] = cls(requests_per_minute)
+            elif requests_per_minute is not None and limiter.requests_per_minute != requests_per_minute:
+                limiter.requests_per_minute = requests_per_minute
+            return limiter

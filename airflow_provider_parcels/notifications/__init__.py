@@ -1,0 +1,1 @@
+"""Notifiers and Deadline Alert callbacks of the parcels provider (``parcel_report``)."""

@@ -1,0 +1,1 @@
+"""Operators: bulk tracking into the warehouse, and order creation."""

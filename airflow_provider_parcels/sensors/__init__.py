@@ -1,0 +1,1 @@
+"""Sensors of the parcels provider (``parcel_status.ParcelStatusSensor``)."""

@@ -1,0 +1,1 @@
+"""Triggers of the parcels provider (``parcel_status.ParcelStatusTrigger``)."""

@@ -1,0 +1,267 @@
+"""``ParcelWarehouse``: idempotent loads of tracking results into two tables over any ``DbApiHook``."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_parcels.models import TrackingResult
+from airflow_provider_parcels.warehouse import queries
+from airflow_provider_parcels.warehouse.dialects import Dialect, TableNames, dialect_for
+from airflow_provider_parcels.warehouse.rows import PARCELS, TABLES, build_rows
+
+if TYPE_CHECKING:
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+log = logging.getLogger(__name__)
+
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
+
+
+def validate_identifier(field: str, value: Any, allow_empty: bool = False) -> str:
+    """
+    Check a table prefix or schema name: ASCII letters, digits and ``_``, not starting with a digit.
+
+    :param field: the argument's name, used in the message.
+    :param value: the value handed in.
+    :param allow_empty: accept ``""`` (a prefix may be empty).
+    :raises ValueError: naming ``field`` for anything else.
+    """
+    if allow_empty and value == "":
+        return value
+    if not isinstance(value, str) or not IDENTIFIER.fullmatch(value):
+        raise ValueError(
+            f"{field} must be an identifier of ASCII letters, digits and _ that does not start with a "
+            f"digit, at most 41 characters (pattern ^[A-Za-z_][A-Za-z0-9_]{{0,40}}$); got {value!r}"
+        )
+    return value
+
+
+@dataclass
+class LoadCounts:
+    """
+    What one or more loads did.
+
+    :param inserted: parcel rows that were new.
+    :param updated: parcel rows rewritten by a newer (or equally new but different) fetch.
+    :param unchanged: parcel rows left alone: an older fetch, or the same fetch loaded again.
+    :param events_inserted: event rows that were new.
+    :param events_unchanged: event rows already stored.
+    """
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    events_inserted: int = 0
+    events_unchanged: int = 0
+
+    def __add__(self, other: LoadCounts) -> LoadCounts:
+        if not isinstance(other, LoadCounts):
+            return NotImplemented
+        return LoadCounts(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+
+    def __radd__(self, other: Any) -> LoadCounts:
+        if other == 0:  # lets sum(counts) work
+            return self
+        return NotImplemented
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class ParcelWarehouse:
+    """
+    The ``parcel_tracking`` and ``parcel_tracking_events`` tables behind a common-sql connection.
+
+    Tables are created on first use. Each :meth:`load` is one transaction: an upsert that never lets
+    an older fetch overwrite a newer row, and an insert of events not stored yet, so repeating or
+    resuming a load leaves the same rows.
+
+    :param conn_id: an Airflow connection whose hook is a ``DbApiHook`` (``sqlite``, ``postgres``,
+        ``duckdb``).
+    :param table_prefix: put before both table names (``wh_`` gives ``wh_parcel_tracking``); ASCII
+        letters, digits and ``_`` only.
+    :param schema: the schema holding the tables (PostgreSQL, DuckDB; created if missing); same
+        character rule. ``None`` uses the connection's default.
+    :param hook: a ready ``DbApiHook`` to use instead of looking ``conn_id`` up.
+    """
+
+    #: Batches with at least this many rows (per table) go through ``COPY`` where the dialect has it.
+    copy_threshold: int = 1000
+
+    def __init__(
+        self,
+        conn_id: str,
+        table_prefix: str = "",
+        schema: str | None = None,
+        hook: DbApiHook | None = None,
+    ) -> None:
+        self.conn_id = conn_id
+        self.table_prefix = validate_identifier("table_prefix", table_prefix, allow_empty=True)
+        self.schema = None if schema is None else validate_identifier("schema", schema)
+        self.names = TableNames(self.table_prefix, self.schema)
+        self._hook = hook
+        self._dialect: Dialect | None = None
+        self._tables_ready = False
+
+    # plumbing -----------------------------------------------------------------------------
+    @property
+    def hook(self) -> DbApiHook:
+        """The connection's ``DbApiHook``, looked up on first use."""
+        if self._hook is None:
+            from airflow.providers.common.sql.hooks.sql import DbApiHook
+            from airflow.sdk import BaseHook
+
+            hook = BaseHook.get_connection(self.conn_id).get_hook()
+            if not isinstance(hook, DbApiHook):
+                raise TypeError(f"connection {self.conn_id!r} gives a {type(hook).__name__}, not a DbApiHook")
+            self._hook = hook
+        return self._hook
+
+    @property
+    def dialect(self) -> Dialect:
+        """The SQL dialect of the connection."""
+        if self._dialect is None:
+            dialect = dialect_for(self.hook)
+            if self.schema and not dialect.supports_schema:
+                raise ValueError(f"schema is not supported on {dialect.name}; use table_prefix instead")
+            self._dialect = dialect
+        return self._dialect
+
+    def table_name(self, table: str) -> str:
+        """The quoted, qualified name of ``parcel_tracking`` or ``parcel_tracking_events``."""
+        return self.names.table(self._spec(table))
+
+    def _spec(self, table: str) -> Any:
+        name = table[len(self.table_prefix) :] if table not in TABLES and table.startswith(self.table_prefix) else table
+        if name not in TABLES:
+            raise ValueError(f"table must be one of {', '.join(TABLES)}; got {table!r}")
+        return TABLES[name]
+
+    @contextmanager
+    def connect(self) -> Iterator[Any]:
+        """A fresh DB-API connection, closed afterwards."""
+        conn = self.hook.get_conn()
+        try:
+            self.dialect.prepare(conn)
+            yield conn
+        finally:
+            conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[tuple[Any, Any]]:
+        """``(connection, cursor)`` in one transaction: committed on success, rolled back on any error."""
+        dialect = self.dialect
+        with self.connect() as conn, dialect.cursor(conn) as cur:
+            dialect.begin(conn, cur)
+            try:
+                yield conn, cur
+            except BaseException:
+                try:
+                    dialect.rollback(conn)
+                except Exception:  # the original error matters more; the connection is closed next
+                    log.warning("rollback failed", exc_info=True)
+                raise
+            dialect.commit(conn)
+
+    def query(self, conn: Any, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one read on ``conn`` and end its read transaction (no lock or snapshot is kept)."""
+        with self.dialect.cursor(conn) as cur:
+            cur.execute(sql, list(params))
+            rows = [tuple(row) for row in cur.fetchall()]
+        self.dialect.end_read(conn)
+        return rows
+
+    # tables and loads ---------------------------------------------------------------------
+    def create_tables(self) -> None:
+        """Create the schema (if given), both tables and the status index, if they do not exist."""
+        with self.transaction() as (_, cur):
+            for statement in self.dialect.ddl(self.names):
+                cur.execute(statement)
+        self._tables_ready = True
+
+    def ensure_tables(self) -> None:
+        """:meth:`create_tables` once per instance."""
+        if not self._tables_ready:
+            self.create_tables()
+
+    def load(self, results: Iterable[TrackingResult]) -> LoadCounts:
+        """
+        Upsert one chunk of results and their events in one transaction.
+
+        :param results: the chunk; consumed before the transaction starts, so an iterator that
+            fails half-way writes nothing.
+        :return: the counts of this load.
+        """
+        dialect = self.dialect
+        parcels, events = build_rows(results, dialect.ts_param)
+        if not parcels:
+            return LoadCounts()
+        # Key order: locality in the indexes, and one lock order for concurrent loaders.
+        parcels.sort(key=lambda row: row[:3])
+        events.sort(key=lambda row: row[:4])
+        self.ensure_tables()
+        bulk = dialect.has_bulk_path
+        with self.transaction() as (conn, cur):
+            inserted, updated, unchanged = dialect.upsert_parcels(
+                conn, cur, self.names, parcels, bulk and len(parcels) >= self.copy_threshold
+            )
+            events_inserted, events_unchanged = dialect.insert_events(
+                conn, cur, self.names, events, bulk and len(events) >= self.copy_threshold
+            )
+        counts = LoadCounts(inserted, updated, unchanged, events_inserted, events_unchanged)
+        log.info("Loaded %d parcels into %s: %s", len(parcels), self.table_name(PARCELS.name), counts.to_dict())
+        return counts
+
+    # reads --------------------------------------------------------------------------------
+    def open_parcels(self, provider: str | None = None, batch_size: int = 10_000) -> Iterator[dict[str, Any]]:
+        """
+        Stream the parcels not in a terminal status as ``{"carrier", "tracking_number", "client_id"}``.
+
+        :param provider: only this API's parcels.
+        :param batch_size: rows per page; memory stays flat however many parcels are open.
+        """
+        return queries.open_parcels(self, provider, batch_size)
+
+    def late_parcels(
+        self,
+        now: datetime | None = None,
+        max_age: timedelta | None = None,
+        provider: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """
+        Parcels to alert on: past their estimated delivery and not delivered, in exception, or
+        (with ``max_age``) not terminal although their first event is older than ``max_age``.
+
+        :param now: the reference time (default: now, UTC).
+        :param max_age: the longest a parcel may travel; ``None`` skips that rule.
+        :param provider: only this API's parcels.
+        :return: dicts with ``provider``, ``carrier``, ``tracking_number``, ``client_id``, ``status``,
+            ``last_event_at``, ``last_event_description``, ``estimated_delivery``, ``days_late``
+            and ``reasons``, the latest first.
+        """
+        return queries.late_parcels(self, now, max_age, provider)
+
+    def status_counts(self, provider: str | None = None) -> dict[str, int]:
+        """
+        Parcels per status.
+
+        :param provider: only this API's parcels.
+        """
+        return queries.status_counts(self, provider)
+
+    def dump(self, table: str) -> list[tuple[Any, ...]]:
+        """
+        Every row of a table in key order, timestamps as aware UTC ``datetime`` (for tests and checks).
+
+        :param table: ``parcel_tracking`` or ``parcel_tracking_events`` (with or without the prefix).
+        """
+        return queries.dump(self, self._spec(table))
+
+
+__all__ = ["LoadCounts", "ParcelWarehouse", "validate_identifier"]

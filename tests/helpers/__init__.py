@@ -1,0 +1,1 @@
+"""Shared helpers for the test suite (imported as ``helpers.<module>``; ``tests/`` is on sys.path)."""

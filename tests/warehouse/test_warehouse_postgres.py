@@ -1,0 +1,66 @@
+"""PostgreSQL: the COPY path and the multi-row VALUES path give the same tables, with both drivers."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from wh_factories import T0, mixed
+
+from airflow_provider_parcels.models import ParcelStatus
+from airflow_provider_parcels.warehouse import ParcelWarehouse
+from airflow_provider_parcels.warehouse.dialects import PostgresDialect
+
+
+def psycopg2_hook(conn_id: str):
+    """A ``PostgresHook`` handing out psycopg2 connections (the provider picks psycopg 3 here)."""
+    import psycopg2
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    class Psycopg2Hook(PostgresHook):
+        def get_conn(self):
+            c = self.connection
+            return psycopg2.connect(host=c.host, port=c.port, user=c.login, password=c.password, dbname=c.schema)
+
+    return Psycopg2Hook(postgres_conn_id=conn_id)
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_copy_path_and_values_path_give_identical_tables(postgres_conn_id, monkeypatch, driver):
+    hook = psycopg2_hook(postgres_conn_id) if driver == "psycopg2" else None
+    with ParcelWarehouse(postgres_conn_id, hook=hook).connect() as conn:
+        module = type(conn).__module__.split(".")[0]
+    assert module == driver
+
+    staged: list[str] = []
+    original = PostgresDialect._stage
+
+    def spy(self, cur, names, spec, rows):
+        staged.append(spec.name)
+        return original(self, cur, names, spec, rows)
+
+    monkeypatch.setattr(PostgresDialect, "_stage", spy)
+
+    bulk = ParcelWarehouse(postgres_conn_id, table_prefix="bulk_", hook=hook)
+    small = ParcelWarehouse(postgres_conn_id, table_prefix="small_", hook=hook)
+    small.copy_threshold = 10**9
+    data = mixed(1200)
+    refetch = [
+        replace(r, fetched_at=T0 + timedelta(hours=1), status=ParcelStatus.DELIVERED) for r in data[:500]
+    ] + [replace(r, fetched_at=T0 - timedelta(hours=1)) for r in data[500:900]] + mixed(300, start=5000)
+
+    counts = [(bulk.load(data), small.load(data))]
+    assert staged == ["parcel_tracking", "parcel_tracking_events"]
+    counts.append((bulk.load(refetch), small.load(refetch)))
+    counts.append((bulk.load(data), small.load(data)))
+    assert staged == ["parcel_tracking", "parcel_tracking_events"] * 3
+
+    for got_bulk, got_small in counts:
+        assert got_bulk == got_small
+    assert counts[0][0].inserted == 1200
+    assert (counts[1][0].inserted, counts[1][0].updated, counts[1][0].unchanged) == (300, 500, 400)
+    assert (counts[2][0].inserted, counts[2][0].updated, counts[2][0].unchanged) == (0, 0, 1200)
+    for table in ("parcel_tracking", "parcel_tracking_events"):
+        assert bulk.dump(table) == small.dump(table)
+    assert len(bulk.dump("parcel_tracking")) == 1500
