@@ -215,8 +215,9 @@ class TrackingMoreHook(ParcelTrackingHook):
         :param fields: fields added to every tracking (e.g. ``lang="en"``).
         :return: one ``CreateResult`` per parcel: ``created``, ``exists`` (4016) or ``error``.
         """
-        out: list[CreateResult] = []
+        out: list[CreateResult | None] = []
         rows: list[dict[str, Any]] = []
+        slots: list[int] = []
         for index, item in enumerate(parcels):
             try:
                 parcel = Parcel.coerce(item, index=index)
@@ -224,13 +225,16 @@ class TrackingMoreHook(ParcelTrackingHook):
                 number = item.get("tracking_number") if isinstance(item, Mapping) else None
                 out.append(CreateResult(str(number or ""), "error", str(err)))
                 continue
-            extra = {k: v for k, v in item.items() if k not in ("carrier", "tracking_number")} \
+            extra = {k: v for k, v in item.items() if k not in ("carrier", "tracking_number") and v is not None} \
                 if isinstance(item, Mapping) else {}
-            rows.append({"tracking_number": parcel.tracking_number, "carrier_code": parcel.carrier,
-                         **fields, **{k: v for k, v in extra.items() if v is not None}})
+            rows.append({"tracking_number": parcel.tracking_number, "carrier_code": parcel.carrier, **fields, **extra})
+            slots.append(len(out))
+            out.append(None)
         for start in range(0, len(rows), self.max_batch_size):
-            out.extend(self._create_batch(rows[start : start + self.max_batch_size]))
-        return out
+            answered = self._create_batch(rows[start : start + self.max_batch_size])
+            for slot, result in zip(slots[start : start + self.max_batch_size], answered, strict=True):
+                out[slot] = result
+        return [r for r in out if r is not None]
 
     def _create_batch(self, rows: list[dict[str, Any]]) -> list[CreateResult]:
         request = ApiRequest("POST", "/trackings/batch", json=rows)

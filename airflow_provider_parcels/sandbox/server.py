@@ -7,6 +7,7 @@ import json
 import socket
 import struct
 import threading
+import traceback
 from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,14 +44,36 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         return
 
-    def _dispatch(self) -> None:
+    def _read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             length = 0
-        body = self.rfile.read(length) if length > 0 else b""
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _dispatch(self) -> None:
+        try:
+            body = self._read_body()
+        except ValueError:
+            self.close_connection = True
+            self._write(Response(400, {"error": "malformed request body"}))
+            return
         host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
-        response = self.server.app.handle(self.command, self.path, self.headers, body, host)
+        try:
+            response = self.server.app.handle(self.command, self.path, self.headers, body, host)
+        except Exception as exc:  # a sandbox bug: say so instead of dropping the connection
+            traceback.print_exc()
+            response = Response(500, {"error": f"sandbox error: {exc!r}"})
         if response is None:
             self._reset()
         else:

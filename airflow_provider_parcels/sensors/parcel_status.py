@@ -119,6 +119,7 @@ class ParcelStatusSensor(BaseSensorOperator):
     # ------------------------------------------------------------------ execution
 
     def execute(self, context: Context) -> Any:
+        """Poke (or reschedule) until done; with ``deferrable``, check once here and defer the rest."""
         started = time.time()
         try:
             if self.deferrable:

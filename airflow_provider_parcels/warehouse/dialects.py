@@ -9,6 +9,7 @@ PostgreSQL). The SQL shared by all of them is built by :class:`Dialect`.
 from __future__ import annotations
 
 import io
+import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
@@ -285,53 +286,73 @@ class PostgresDialect(Dialect):
     """
     PostgreSQL: ``TIMESTAMPTZ``, counts from ``RETURNING (xmax = 0)``, bulk loads through ``COPY``.
 
-    Works with the psycopg2 and the psycopg (3) connections ``PostgresHook`` may return.
+    Works with the psycopg (3) and the psycopg2 connections ``PostgresHook`` may hand out: binary
+    ``COPY`` and native ``$n`` placeholders on psycopg 3 (it re-parses a long ``%s`` query in Python
+    on every call), text ``COPY`` and ``%s`` on psycopg2.
     """
 
     name = "postgres"
     placeholder = "%s"
     has_bulk_path = True
     max_params = 65535
+    copy_types: ClassVar[dict[str, str]] = {TEXT: "text", INT: "int4", TS: "timestamptz"}
 
     def end_read(self, conn: Any) -> None:
         conn.rollback()
 
     def ddl(self, names: TableNames) -> list[str]:
         # Concurrent CREATE ... IF NOT EXISTS can still collide in the catalog: serialise them.
-        return ["SELECT pg_advisory_xact_lock(hashtext('airflow_provider_parcels.warehouse'))", *super().ddl(names)]
-
-    def _counted_upsert(self, cur: Any, sql: str, params: Sequence[Any] | None) -> tuple[int, int]:
-        cur.execute(
-            f"WITH up AS ({sql} RETURNING (t.xmax = 0) AS ins) SELECT count(*) FILTER (WHERE ins), count(*) FROM up",
-            params,
-        )
-        inserted, written = cur.fetchone()
-        return inserted, written
+        lock = "SELECT pg_advisory_xact_lock(hashtext('airflow_provider_parcels.warehouse'))"
+        return [lock, *super().ddl(names)]
 
     def upsert_parcels(
         self, conn: Any, cur: Any, names: TableNames, rows: Sequence[Row], bulk: bool
     ) -> tuple[int, int, int]:
+        counted = "WITH up AS ({} RETURNING (t.xmax = 0) AS ins) SELECT count(*) FILTER (WHERE ins), count(*) FROM up"
         inserted = written = 0
         if bulk:
-            source = self._stage(cur, names, PARCELS, rows)
-            inserted, written = self._counted_upsert(cur, self.upsert_sql(names, source), None)
+            cur.execute(counted.format(self.upsert_sql(names, self._stage(cur, names, PARCELS, rows))))
+            inserted, written = cur.fetchone()
         else:
-            width = len(PARCELS.names)
-            for chunk in _chunks(rows, self.rows_per_statement(conn, width)):
-                sql = self.upsert_sql(names, self.values(len(chunk), width))
-                i, w = self._counted_upsert(cur, sql, [value for row in chunk for value in row])
-                inserted, written = inserted + i, written + w
+            with self._values_cursor(conn, cur) as (vcur, numbered):
+                for chunk, values in self._values(conn, rows, len(PARCELS.names), numbered):
+                    vcur.execute(counted.format(self.upsert_sql(names, values)), chunk)
+                    got_inserted, got_written = vcur.fetchone()
+                    inserted, written = inserted + got_inserted, written + got_written
         return inserted, written - inserted, len(rows) - written
 
     def insert_events(self, conn: Any, cur: Any, names: TableNames, rows: Sequence[Row], bulk: bool) -> tuple[int, int]:
-        if not bulk:
-            return super().insert_events(conn, cur, names, rows, bulk)
-        cur.execute(self.insert_events_sql(names, self._stage(cur, names, EVENTS, rows)))
-        return cur.rowcount, len(rows) - cur.rowcount
+        inserted = 0
+        if bulk:
+            cur.execute(self.insert_events_sql(names, self._stage(cur, names, EVENTS, rows)))
+            inserted = cur.rowcount
+        else:
+            with self._values_cursor(conn, cur) as (vcur, numbered):
+                for chunk, values in self._values(conn, rows, len(EVENTS.names), numbered):
+                    vcur.execute(self.insert_events_sql(names, values), chunk)
+                    inserted += vcur.rowcount
+        return inserted, len(rows) - inserted
 
-    def execute_counting(self, conn: Any, cur: Any, sql: str, params: list[Any]) -> int:
-        cur.execute(sql, params)
-        return cur.rowcount
+    def _values(self, conn: Any, rows: Sequence[Row], width: int, numbered: bool) -> Iterator[tuple[list[Any], str]]:
+        """``(flat parameters, VALUES list)`` per statement-sized chunk of ``rows``."""
+        for chunk in _chunks(rows, self.rows_per_statement(conn, width)):
+            if numbered:
+                values = "VALUES " + ", ".join(
+                    "(" + ", ".join(f"${r * width + c}" for c in range(1, width + 1)) + ")" for r in range(len(chunk))
+                )
+            else:
+                values = self.values(len(chunk), width)
+            yield [value for row in chunk for value in row], values
+
+    @contextmanager
+    def _values_cursor(self, conn: Any, cur: Any) -> Iterator[tuple[Any, bool]]:
+        """A cursor taking ``$n`` placeholders as they are (psycopg 3.2+), else ``cur`` with ``%s``."""
+        raw_cursor = _psycopg3_attr(conn, "RawCursor")
+        if raw_cursor is None:
+            yield cur, False
+            return
+        with raw_cursor(conn) as raw:
+            yield raw, True
 
     def _stage(self, cur: Any, names: TableNames, spec: TableSpec, rows: Sequence[Row]) -> str:
         """``COPY`` rows into a temporary table dropped at commit; return the ``SELECT`` reading it."""
@@ -340,13 +361,23 @@ class PostgresDialect(Dialect):
         copy = f"COPY {stage} ({_columns(spec.names)}) FROM STDIN"
         if hasattr(cur, "copy_expert"):  # psycopg2
             cur.copy_expert(copy, _copy_text(rows))
-        else:  # psycopg 3
-            with cur.copy(copy) as writer:
+        else:  # psycopg 3: binary, with the column types given up front
+            with cur.copy(copy + " (FORMAT BINARY)") as writer:
+                writer.set_types([self.copy_types[kind] for _, kind in spec.columns])
                 for row in rows:
                     writer.write_row(row)
         return f"SELECT {_columns(spec.names)} FROM pg_temp.{stage}"
 
 
+def _psycopg3_attr(conn: Any, name: str) -> Any:
+    if type(conn).__module__.split(".")[0] != "psycopg":
+        return None
+    import psycopg
+
+    return getattr(psycopg, name, None)
+
+
+_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
@@ -355,7 +386,8 @@ def _copy_cell(value: Any) -> str:
         return "\\N"
     if isinstance(value, datetime):
         return value.isoformat()
-    return str(value).translate(_COPY_ESCAPES)
+    text = str(value)
+    return text.translate(_COPY_ESCAPES) if _NEEDS_ESCAPE.search(text) else text
 
 
 def _copy_text(rows: Sequence[Row]) -> io.StringIO:

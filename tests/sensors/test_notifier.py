@@ -49,7 +49,7 @@ def test_webhook_receives_the_slack_json(webhook):
     assert payload["blocks"][1]["text"]["text"] == "\n".join(lines[1:])
 
 
-def test_nothing_late_logs_and_posts_nothing(webhook, caplog):
+def test_nothing_late_logs_and_posts_nothing(webhook):
     notifier = ParcelReportNotifier(parcels=PARCELS[2:], http_conn_id="parcels_test_webhook", now=NOW)
     notifier({})
     assert webhook == []

@@ -46,9 +46,11 @@ def test_copy_path_and_values_path_give_identical_tables(postgres_conn_id, monke
     small = ParcelWarehouse(postgres_conn_id, table_prefix="small_", hook=hook)
     small.copy_threshold = 10**9
     data = mixed(1200)
-    refetch = [
-        replace(r, fetched_at=T0 + timedelta(hours=1), status=ParcelStatus.DELIVERED) for r in data[:500]
-    ] + [replace(r, fetched_at=T0 - timedelta(hours=1)) for r in data[500:900]] + mixed(300, start=5000)
+    refetch = (
+        [replace(r, fetched_at=T0 + timedelta(hours=1), status=ParcelStatus.DELIVERED) for r in data[:500]]
+        + [replace(r, fetched_at=T0 - timedelta(hours=1)) for r in data[500:900]]
+        + mixed(300, start=5000)
+    )
 
     counts = [(bulk.load(data), small.load(data))]
     assert staged == ["parcel_tracking", "parcel_tracking_events"]

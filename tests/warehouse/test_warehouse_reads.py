@@ -19,9 +19,7 @@ def test_open_parcels_streams_only_non_terminal_parcels_page_by_page(wh):
         )
     ]
     wh.load(data)
-    expected = {
-        (r.carrier, r.tracking_number, r.client_id) for r in data if r.status not in TERMINAL_STATUSES
-    }
+    expected = {(r.carrier, r.tracking_number, r.client_id) for r in data if r.status not in TERMINAL_STATUSES}
 
     for size in (1, 3, 4, 10_000):  # 3: pages end exactly at a status boundary
         rows = list(wh.open_parcels(batch_size=size))

@@ -19,7 +19,7 @@ HOSTILE = [
     "a b",
     "pärcel_",
     "包裹_",
-    "ｘ",  # fullwidth x
+    "\uff58",  # fullwidth x
     "1abc",
     "a-b",
     "abc\n",
@@ -120,7 +120,7 @@ def test_dialect_comes_from_the_hook(warehouse_conn_id):
 
 def test_unsupported_connection_is_refused(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_NOT_SQL", '{"conn_type": "http", "host": "example.com"}')
-    with pytest.raises((TypeError, ValueError), match="not a DbApiHook|not a supported"):
+    with pytest.raises((TypeError, ValueError), match=r"not a DbApiHook|not a supported"):
         ParcelWarehouse("not_sql").load(batch(1))
 
 

@@ -11,7 +11,7 @@ T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 
 #: Text that breaks naive SQL, COPY escaping or encodings.
 NASTY = [
-    "O'Brien \"quoted\"; DROP TABLE parcel_tracking; --",
+    'O\'Brien "quoted"; DROP TABLE parcel_tracking; --',
     "tab\there, newline\nthere, carriage\rreturn, back\\slash \\N",
     "서울 물류센터 도착 📦 — Zürich, Ærø",
     "%s %(name)s ? :1 $1",
@@ -88,8 +88,9 @@ def mixed(n: int, start: int = 0) -> list[TrackingResult]:
         if i % 5 == 0:
             evs.append(event(50, "zone-less scan", local="2015-10-25 15:01", zoned=False))
         error = TrackingError("not_found", "no such number") if status is ParcelStatus.NOT_FOUND else None
-        out.append(result(i, status=status, events=evs, error=error, text=text or None,
-                          eta=T0 + timedelta(days=(i % 7) - 3)))
+        out.append(
+            result(i, status=status, events=evs, error=error, text=text or None, eta=T0 + timedelta(days=(i % 7) - 3))
+        )
     return out
 
 

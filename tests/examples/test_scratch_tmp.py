@@ -1,0 +1,15 @@
+import json
+def test_scratch(dag_runner, example_env):
+    out = open("/tmp/exp/out.txt", "w")
+    r = dag_runner.run("parcels_warehouse_sync", example_env.env)
+    out.write(json.dumps(r, indent=1) + "\n")
+    r = dag_runner.run("parcels_warehouse_sync", example_env.env)
+    out.write(json.dumps(r, indent=1) + "\n")
+    r2 = dag_runner.run("parcels_sla_alerts", example_env.env, conf={"poke_interval_seconds": 0.5, "alert_conn_id": "parcels_demo_alerts"})
+    out.write(json.dumps(r2, indent=1) + "\n")
+    out.write(json.dumps(example_env.alerts, indent=1) + "\n")
+    r3 = dag_runner.run("parcels_order_push", example_env.env)
+    out.write(json.dumps(r3, indent=1) + "\n")
+    r4 = dag_runner.run("trackingmore_incremental_sync", example_env.env, conf={"window_hours": 24})
+    out.write(json.dumps(r4, indent=1) + "\n")
+    out.write(json.dumps(example_env.sandbox.stats(), indent=1))
