@@ -10,7 +10,8 @@ each, into
   ``postgres`` user when run as root; or the server of ``PARCELS_BENCH_POSTGRES_DSN``, where it
   creates and drops its own databases).
 
-Methods, measured in the same run on fresh tables:
+Methods, each on its own fresh tables, timed in the same run on the same chunks, interleaved
+chunk by chunk so that other load on the machine hits them alike:
 
 - ``ours``: ``ParcelWarehouse.load`` (multi-row upserts; ``COPY`` + one ``INSERT ... SELECT`` on
   PostgreSQL for chunks of 1,000 rows or more), including its inserted/updated/unchanged counts;
@@ -18,9 +19,10 @@ Methods, measured in the same run on fresh tables:
 - ``baseline``: ``cursor.executemany`` of the single-row upsert (same guard) and the single-row
   event insert, one transaction per chunk, over the connection the hook hands out.
 
-Every method gets the same chunks and pays for the same row mapping (``TrackingResult`` -> rows);
-building the results is not timed. ``--quick`` loads ten times fewer rows (under a minute).
-Prints a markdown table and writes JSON (``--json``, default ``bench/results/warehouse.json``).
+Every method pays for the same row mapping (``TrackingResult`` -> rows), which is also timed on
+its own (``row mapping only``); building the results is not timed. ``--quick`` loads ten times
+fewer rows (under a minute). Prints a markdown table and writes JSON (``--json``, default
+``bench/results/warehouse.json``).
 
     python bench/warehouse_upsert.py [--quick] [--json PATH] [--skip-postgres]
 """
@@ -158,26 +160,38 @@ def map_only(wh: ParcelWarehouse, results: list[TrackingResult]) -> LoadCounts:
     return LoadCounts()
 
 
-def run_method(database: str, method: str, wh: ParcelWarehouse, load: Any, parcels: int) -> list[Measurement]:
-    wh.create_tables()
+def run_interleaved(database: str, methods: list[tuple[str, ParcelWarehouse, Any]], parcels: int) -> list[Measurement]:
+    """
+    Time every method on the same chunks, interleaved chunk by chunk (in rotating order), so load
+    from other processes on the machine hits all methods alike.
+    """
+    for _, wh, _ in methods:
+        wh.create_tables()
     out = []
     for phase, refresh in (("insert", False), ("refresh", True)):
-        seconds, counts, event_rows = 0.0, LoadCounts(), 0
-        for start in range(0, parcels, CHUNK):
+        seconds = [0.0] * len(methods)
+        counts = [LoadCounts() for _ in methods]
+        event_rows = 0
+        for n, start in enumerate(range(0, parcels, CHUNK)):
             chunk = make_chunk(start, min(CHUNK, parcels - start), refresh)  # not timed
             event_rows += sum(len(r.events) for r in chunk)
-            began = time.perf_counter()
-            counts += load(wh, chunk)
-            seconds += time.perf_counter() - began
-        m = Measurement(database, method, phase, parcels, event_rows, seconds, counts.to_dict())
-        print(f"  {database:10s} {method:22s} {phase:8s} {seconds:7.2f} s  {m.rows_per_s:>10,.0f} rows/s", flush=True)
-        out.append(m)
-    if load is map_only:
-        return out
-    stored = (len_table(wh, PARCELS.name), len_table(wh, EVENTS.name))
+            for k in [(n + i) % len(methods) for i in range(len(methods))]:
+                _, wh, load = methods[k]
+                began = time.perf_counter()
+                counts[k] += load(wh, chunk)
+                seconds[k] += time.perf_counter() - began
+        for k, (method, _, _) in enumerate(methods):
+            m = Measurement(database, method, phase, parcels, event_rows, seconds[k], counts[k].to_dict())
+            print(
+                f"  {database:10s} {method:22s} {phase:8s} {m.seconds:7.2f} s  {m.rows_per_s:>10,.0f} rows/s",
+                flush=True,
+            )
+            out.append(m)
     expected = (parcels, parcels * (EVENTS_PER_PARCEL + 1))
-    if stored != expected:
-        raise SystemExit(f"{database} {method}: stored {stored} rows, expected {expected}")
+    for method, wh, load in methods:
+        stored = (len_table(wh, PARCELS.name), len_table(wh, EVENTS.name))
+        if load is not map_only and stored != expected:
+            raise SystemExit(f"{database} {method}: stored {stored} rows, expected {expected}")
     return out
 
 
@@ -193,12 +207,13 @@ def set_connection(conn_id: str, **fields: Any) -> str:
 
 # SQLite -------------------------------------------------------------------------------------
 def bench_sqlite(parcels: int, workdir: Path) -> list[Measurement]:
-    out = []
-    for method, load in (("ours", load_ours), ("baseline executemany", load_baseline), (MAPPING, map_only)):
-        path = workdir / f"{method.split()[0]}.db"
-        conn_id = set_connection(f"bench_sqlite_{method.split()[0]}", conn_type="sqlite", host=str(path))
-        out += run_method("sqlite", method, ParcelWarehouse(conn_id), load, parcels)
-    return out
+    methods = []
+    for i, (method, load) in enumerate(
+        (("ours", load_ours), ("baseline executemany", load_baseline), (MAPPING, map_only))
+    ):
+        conn_id = set_connection(f"bench_sqlite_{i}", conn_type="sqlite", host=str(workdir / f"bench_{i}.db"))
+        methods.append((method, ParcelWarehouse(conn_id), load))
+    return run_interleaved("sqlite", methods, parcels)
 
 
 # PostgreSQL ---------------------------------------------------------------------------------
@@ -272,25 +287,25 @@ def database(admin_dsn: str, name: str) -> Iterator[dict[str, Any]]:
 
 
 def bench_postgres(parcels: int, admin_dsn: str) -> tuple[list[Measurement], str, str]:
-    out = []
-    methods = (
+    specs = (
         ("ours", load_ours, None),
         ("ours, VALUES only", load_ours, 10**12),
         ("baseline executemany", load_baseline, None),
         (MAPPING, map_only, None),
     )
-    version = driver = ""
-    for i, (method, load, threshold) in enumerate(methods):
-        with database(admin_dsn, f"parcels_bench_{i}") as fields:
+    with contextlib.ExitStack() as stack:
+        methods = []
+        for i, (method, load, threshold) in enumerate(specs):
+            fields = stack.enter_context(database(admin_dsn, f"parcels_bench_{i}"))
             conn_id = set_connection(f"bench_pg_{i}", **{k: v for k, v in fields.items() if v is not None})
             wh = ParcelWarehouse(conn_id)
             if threshold:
                 wh.copy_threshold = threshold
-            with wh.connect() as conn:
-                version = wh.query(conn, "SHOW server_version")[0][0]
-                driver = type(conn).__module__.split(".")[0]
-            out += run_method("postgresql", method, wh, load, parcels)
-    return out, version, driver
+            methods.append((method, wh, load))
+        with methods[0][1].connect() as conn:
+            version = methods[0][1].query(conn, "SHOW server_version")[0][0]
+            driver = type(conn).__module__.split(".")[0]
+        return run_interleaved("postgresql", methods, parcels), version, driver
 
 
 # report -------------------------------------------------------------------------------------

@@ -133,7 +133,9 @@ with DAG(
         params = context["params"]
         tracked_by_status: dict[str, int] = {}
         parcels = errors = 0
-        for summary in summaries or []:
+        # Index the mapped results (a lazy sequence): plain iteration probes one past the end,
+        # which Airflow logs as an error.
+        for summary in (summaries[index] for index in range(len(summaries or ()))):
             parcels += summary["parcels"]
             errors += summary["errors"]
             for status, count in summary["by_status"].items():

@@ -41,7 +41,8 @@ from airflow_provider_parcels.hooks.settings import HookSettings, Plan, build_ba
 from airflow_provider_parcels.hooks.transport import (
     ApiRequest,
     ApiResponse,
-    exhausted_quota,
+    announced_limit,
+    remaining_quota,
     wait_from_headers,
 )
 from airflow_provider_parcels.models import (
@@ -56,6 +57,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 USER_AGENT = f"airflow-provider-parcels/{__version__}"
+#: Rate-limit windows up to this long are followed from the answers' headers.
+FOLLOWED_WINDOW_SECONDS = 120.0
 _Key = tuple[str, str]
 
 
@@ -308,20 +311,27 @@ class ParcelTrackingHook(BaseHook):
             f"(HTTP {response.status_code}{detail}); check the key in the connection"
         )
 
-    def rate_limited(self, response: ApiResponse) -> RetryableApiError:
-        """The error for a refusal on quota; pauses the whole connection for the asked wait."""
+    def rate_limited(self, response: ApiResponse, reason: str = "rate limit") -> RetryableApiError:
+        """
+        The error for a refusal on quota. Holds the whole connection back for the asked wait,
+        and, when the quota is unknown, learns it from ``X-RateLimit-Limit`` and that wait.
+        """
         wait = wait_from_headers(response)
         self.stats.add(rate_limited=1)
         if wait is not None:
             self.limiter.pause(min(wait, self.settings.retry.max_wait))
-        return RetryableApiError("rate_limited", f"{self.hook_name} refused the request: rate limit", wait)
+            self.limiter.learn_from_refusal(announced_limit(response), wait)
+        return RetryableApiError("rate_limited", f"{self.hook_name} refused the request: {reason}", wait)
 
     def observe_rate_headers(self, response: ApiResponse) -> None:
-        """When an answer says the window is spent, hold every request back until it resets."""
-        if response.status_code < 400 and exhausted_quota(response):
-            wait = wait_from_headers(response)
-            if wait:
-                self.limiter.pause(min(wait, self.settings.retry.max_wait))
+        """Follow the API's own count of its window: spread what is left, or wait for the reset."""
+        remaining = remaining_quota(response)
+        if remaining is None or response.status_code == 429:
+            return
+        reset_in = wait_from_headers(response)
+        # only per-minute style windows: a monthly counter must not slow a run to a crawl
+        if reset_in is not None and 0 < reset_in <= FOLLOWED_WINDOW_SECONDS:
+            self.limiter.follow_window(remaining - self.stats.in_flight, reset_in)
 
     # ------------------------------------------------------------------ public API
 
@@ -470,7 +480,8 @@ class ParcelTrackingHook(BaseHook):
         wait = self.limiter.reserve(request.cost)
         if wait > 0:
             time.sleep(wait)
-        self.stats.add(requests=1)
+        self.stats.add(requests=1, in_flight=1)
+        self.limiter.record(request.cost)
         try:
             response = self.get_conn().request(
                 request.method,
@@ -480,16 +491,21 @@ class ParcelTrackingHook(BaseHook):
                 timeout=self.settings.timeout,
             )
         except requests.Timeout:
-            raise RetryableApiError("timeout", f"{self.hook_name} did not answer within "
-                                    f"{self.settings.timeout} s") from None
+            raise self.unreachable("timeout") from None
         except requests.RequestException as err:
-            raise RetryableApiError(
-                "connection_error", f"{self.hook_name} at {self.settings.base_url}: {type(err).__name__}"
-            ) from None
+            raise self.unreachable("connection_error", err) from None
+        finally:
+            self.stats.add(in_flight=-1)
         return ApiResponse(response.status_code, response.headers, response.content)
 
+    def unreachable(self, code: str, error: Exception | None = None) -> RetryableApiError:
+        """The retryable error of a call that got no answer (a timeout, a reset, a refused connection)."""
+        if code == "timeout":
+            return RetryableApiError(code, f"{self.hook_name} did not answer within {self.settings.timeout} s")
+        return RetryableApiError(code, f"{self.hook_name} at {self.settings.base_url}: {type(error).__name__}")
+
     def call(self, request: ApiRequest) -> ApiResponse:
-        """Send with the retry policy; an ``ApiResponse`` accepted by ``accept`` is returned."""
+        """Send a non-tracking call with the retry policy (429, 5xx, no answer); return the answer."""
         for attempt in Retrying(**self.settings.retry.tenacity_kwargs(self._on_retry)):
             with attempt:
                 response = self.send(request)
@@ -566,18 +582,18 @@ class ParcelTrackingHook(BaseHook):
         wait = self.limiter.reserve(request.cost)
         if wait > 0:
             await asyncio.sleep(wait)
-        self.stats.add(requests=1)
+        self.stats.add(requests=1, in_flight=1)
+        self.limiter.record(request.cost)
         try:
             response = await client.request(
                 request.method, self.url(request.path), params=request.params, json=request.json
             )
         except httpx.TimeoutException:
-            raise RetryableApiError("timeout", f"{self.hook_name} did not answer within "
-                                    f"{self.settings.timeout} s") from None
+            raise self.unreachable("timeout") from None
         except httpx.HTTPError as err:
-            raise RetryableApiError(
-                "connection_error", f"{self.hook_name} at {self.settings.base_url}: {type(err).__name__}"
-            ) from None
+            raise self.unreachable("connection_error", err) from None
+        finally:
+            self.stats.add(in_flight=-1)
         return ApiResponse(response.status_code, response.headers, response.content)
 
     async def aexecute_request(self, client: httpx.AsyncClient, request: ApiRequest) -> list[TrackingResult]:

@@ -27,6 +27,7 @@ class TrackingStats:
             self.requests = 0
             self.rate_limited = 0
             self.retries = 0
+            self.in_flight = 0
             self.started = time.monotonic()
             self._last_log = self.started
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from typing import ClassVar
 
 
@@ -26,6 +27,10 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._next_free = 0.0
         self._paused_until = 0.0
+        self._window_interval = 0.0
+        self._window_until = 0.0
+        self._sent: deque[tuple[float, float]] = deque(maxlen=20_000)
+        self.learned = False
         self.safety_margin = safety_margin
         self.requests_per_minute = requests_per_minute
 
@@ -42,9 +47,63 @@ class RateLimiter:
         """Book the next slot for a request of ``cost`` units; return the seconds to wait first."""
         with self._lock:
             now = time.monotonic()
+            interval = self._interval
+            if now < self._window_until:
+                interval = max(interval, self._window_interval)
             start = max(now, self._next_free, self._paused_until)
-            self._next_free = start + cost * self._interval
+            self._next_free = start + cost * interval
             return start - now
+
+    def record(self, cost: float = 1.0) -> None:
+        """Note that a request of ``cost`` units leaves now (to learn an unknown window)."""
+        with self._lock:
+            self._sent.append((time.monotonic(), cost))
+
+    def learn_from_refusal(self, limit: float | None, wait: float | None) -> None:
+        """
+        Learn an unknown quota from a refusal: the API allows ``limit`` units per window, and the
+        oldest of our last ``limit`` units leaves its window in ``wait`` seconds, which dates the
+        window's length. From then on requests are paced at ``limit`` per window.
+
+        :param limit: ``X-RateLimit-Limit`` of the refusal.
+        :param wait: the wait the refusal asked for.
+        """
+        if not limit or wait is None:
+            return
+        with self._lock:
+            if self._rpm is not None and not self.learned:
+                return
+            now, total, oldest = time.monotonic(), 0.0, None
+            for stamp, cost in reversed(self._sent):
+                total += cost
+                if total >= limit:
+                    oldest = stamp
+                    break
+            if oldest is None:
+                return
+            window = now + wait - oldest
+            if window > 0:
+                rpm = 60.0 * limit / window
+                if self._rpm is None or rpm < self._rpm:
+                    self.requests_per_minute = rpm
+                    self.learned = True
+
+    def follow_window(self, remaining: float, reset_in: float) -> None:
+        """
+        Spread what the API says is left of its current window evenly until the window resets
+        (``X-RateLimit-Remaining`` and ``-Reset``), or hold back until then when nothing is left.
+        How a client with an unknown quota avoids most 429s.
+
+        :param remaining: requests (units) left, minus those already in flight.
+        :param reset_in: seconds until the window resets.
+        """
+        with self._lock:
+            now = time.monotonic()
+            if remaining <= 0:
+                self._paused_until = max(self._paused_until, now + reset_in)
+                return
+            self._window_interval = reset_in / remaining
+            self._window_until = now + reset_in
 
     def pause(self, seconds: float) -> None:
         """Hold every request of this connection back for ``seconds`` (after a 429)."""

@@ -22,7 +22,7 @@ from airflow_provider_parcels.hooks.base import ParcelTrackingHook
 from airflow_provider_parcels.hooks.exceptions import ParcelApiAuthError, RequestRejected, RetryableApiError
 from airflow_provider_parcels.hooks.parsing import StatusMap, dedupe_events, make_event, text
 from airflow_provider_parcels.hooks.settings import Plan
-from airflow_provider_parcels.hooks.transport import ApiRequest, ApiResponse, wait_from_headers
+from airflow_provider_parcels.hooks.transport import ApiRequest, ApiResponse
 from airflow_provider_parcels.models import (
     InvalidParcelError,
     Parcel,
@@ -125,11 +125,7 @@ class TrackingMoreHook(ParcelTrackingHook):
                 f"(meta.code {code}: {self.redact(message)}); check the key in the connection"
             )
         if code in QUOTA_CODES:
-            self.stats.add(rate_limited=1)
-            wait = wait_from_headers(response)
-            if wait is not None:
-                self.limiter.pause(min(wait, self.settings.retry.max_wait))
-            raise RetryableApiError("rate_limited", f"TrackingMore refused the request (meta.code {code})", wait)
+            raise self.rate_limited(response, f"meta.code {code} {message}")
         if code >= 4000 and code not in (EXISTS, NOT_EXISTS):
             raise RequestRejected(400, "bad_request", f"TrackingMore meta.code {code}: {message}")
         if code == NOT_EXISTS and request.parcels:

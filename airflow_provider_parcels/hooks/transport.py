@@ -125,9 +125,22 @@ def wait_from_headers(response: ApiResponse, now: float | None = None) -> float 
     return None
 
 
-def exhausted_quota(response: ApiResponse) -> bool:
-    """Whether the answer says no request is left in the current window."""
-    return (response.header("X-RateLimit-Remaining") or "").strip() == "0"
+def announced_limit(response: ApiResponse) -> float | None:
+    """The quota an answer announces in ``X-RateLimit-Limit``, if any."""
+    value = response.header("X-RateLimit-Limit")
+    try:
+        return float(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def remaining_quota(response: ApiResponse) -> float | None:
+    """What ``X-RateLimit-Remaining`` says is left of the current window, if the answer says."""
+    value = response.header("X-RateLimit-Remaining")
+    try:
+        return float(value) if value not in (None, "") else None
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_provider_parcels.hooks.base import ParcelTrackingHook
-from airflow_provider_parcels.hooks.exceptions import RetryableApiError
 from airflow_provider_parcels.hooks.parsing import StatusMap, dedupe_events, first_event_at, make_event, text
 from airflow_provider_parcels.hooks.settings import Plan
-from airflow_provider_parcels.hooks.transport import ApiRequest, ApiResponse, wait_from_headers
+from airflow_provider_parcels.hooks.transport import ApiRequest, ApiResponse
 from airflow_provider_parcels.models import Parcel, ParcelStatus, TrackingResult
 
 S = ParcelStatus
@@ -90,8 +89,7 @@ class WhereParcelHook(ParcelTrackingHook):
         if isinstance(body, Mapping) and body.get("success") is False and response.status_code < 400:
             error = body.get("error") or {}
             if str(error.get("code", "")).upper().startswith("RATE_LIMIT"):
-                raise RetryableApiError("rate_limited", "WhereParcel refused the request: rate limit",
-                                        wait_from_headers(response))
+                raise self.rate_limited(response)
 
     def parse_track_response(self, request: ApiRequest, body: Any) -> list[TrackingResult]:
         items = body.get("results") if isinstance(body, Mapping) else body

@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="how refusals say when to retry (default retry-after)")
     parser.add_argument("--timeout-delay", type=float, default=5.0, metavar="S",
                         help="seconds a timeout fault sleeps (default 5)")
+    parser.add_argument("--window-seconds", type=float, default=60.0, metavar="S",
+                        help="length of the quota window (default 60: a per-minute quota)")
     return parser
 
 
@@ -38,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = SandboxSettings(rpm=args.rpm, latency_per_item=args.latency_per_item, faults=args.faults,
                                    seed=args.seed, ratelimit_style=args.ratelimit_style,
-                                   timeout_delay=args.timeout_delay)
+                                   timeout_delay=args.timeout_delay,
+                                   window_seconds=args.window_seconds)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

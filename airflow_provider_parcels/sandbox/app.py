@@ -135,7 +135,7 @@ class SandboxApp:
         decision = None
         if quota is not None:
             weight = match.items if api.count_items else 1
-            decision = self.limiter.acquire((api.name, key), quota, weight)
+            decision = self.limiter.acquire((api.name, key), quota, weight, settings.window_seconds)
             if not decision.allowed:
                 self.stats.rate_limited(api.name)
                 response = api.rate_limited(request, decision.wait)

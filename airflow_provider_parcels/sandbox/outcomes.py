@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 
 from .places import CITIES, COUNTRY_CODES, EVENT_CODES, EVENT_TEXTS, Place
 
@@ -132,11 +133,13 @@ class Tracking:
         return last.at if last is not None and self.outcome == "delivered" else None
 
 
+@lru_cache(maxsize=8192)
 def digest(number: str) -> bytes:
     """The 32 hash bytes every derived detail of ``number`` comes from."""
     return hashlib.sha256(number.strip().upper().encode("utf-8")).digest()
 
 
+@lru_cache(maxsize=8192)
 def classify(number: str) -> Rule:
     """Read the prefix scheme of ``number`` (case-insensitive)."""
     upper = number.strip().upper()
@@ -215,6 +218,18 @@ def _estimate(outcome: str, seed: bytes, anchor: datetime, events: list[Event]) 
     return anchor + timedelta(days=seed[31] % 8 - 3) + end_of_day  # about 1 in 3 is late
 
 
+@lru_cache(maxsize=4096)
+def _fixed_tracking(number: str, country: str | None, anchor: datetime) -> Tracking:
+    """The tracking of a prefix or hash number: a pure function of the number, country and day."""
+    rule = classify(number)
+    seed = digest(number)
+    origin, dest = _places(seed, country)
+    events = _events(_kinds(rule, seed), seed, origin, dest, anchor)
+    estimate = _estimate(rule.outcome, seed, anchor, events)
+    events.reverse()
+    return Tracking(number, rule.outcome, tuple(events), estimate, origin, dest, rule.registered, seed)
+
+
 @dataclass
 class _TimedState:
     first: float
@@ -253,25 +268,21 @@ class OutcomeBook:
         :param count: False to peek without counting a lookup.
         """
         rule = classify(number)
-        seed = digest(number)
         now = self._clock()
         anchor = day_start(now)
+        if rule.mode not in ("polls", "seconds"):
+            return _fixed_tracking(number, country, anchor)
+        seed = digest(number)
         origin, dest = _places(seed, country)
-        if rule.mode in ("polls", "seconds"):
-            switched_at = self._advance(api, number, rule, now, count)
-            kinds = TEMPLATES["in_transit"]
-            events = _events(kinds, seed, origin, dest, anchor)
-            outcome = "in_transit"
-            estimate = anchor + timedelta(days=1, hours=23, minutes=59)
-            if switched_at is not None:
-                outcome = rule.outcome
-                at = datetime.fromtimestamp(int(switched_at), tz=timezone.utc)
-                texts = EVENT_TEXTS[outcome]
-                events.append(Event(outcome, at, dest, texts[seed[29] % len(texts)], EVENT_CODES[outcome]))
-        else:
+        switched_at = self._advance(api, number, rule, now, count)
+        events = _events(TEMPLATES["in_transit"], seed, origin, dest, anchor)
+        outcome = "in_transit"
+        estimate = anchor + timedelta(days=1, hours=23, minutes=59)
+        if switched_at is not None:
             outcome = rule.outcome
-            events = _events(_kinds(rule, seed), seed, origin, dest, anchor)
-            estimate = _estimate(outcome, seed, anchor, events)
+            at = datetime.fromtimestamp(int(switched_at), tz=timezone.utc)
+            texts = EVENT_TEXTS[outcome]
+            events.append(Event(outcome, at, dest, texts[seed[29] % len(texts)], EVENT_CODES[outcome]))
         events.reverse()
         return Tracking(number, outcome, tuple(events), estimate, origin, dest, rule.registered, seed)
 

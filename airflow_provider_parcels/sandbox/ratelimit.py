@@ -1,4 +1,4 @@
-"""Per-key sliding 60-second windows."""
+"""Per-key sliding windows (60 seconds unless the settings shorten them)."""
 
 from __future__ import annotations
 
@@ -49,30 +49,32 @@ class SlidingWindowLimiter:
             self._windows.clear()
             self._used.clear()
 
-    def acquire(self, bucket: Hashable, limit: int, weight: int = 1) -> RateDecision:
+    def acquire(self, bucket: Hashable, limit: int, weight: int = 1,
+                window_seconds: float = WINDOW_SECONDS) -> RateDecision:
         """Count ``weight`` against ``bucket`` if ``limit`` allows it.
 
         :param bucket: e.g. ``(api, key)``.
         :param limit: quota per 60 seconds.
         :param weight: 1 per request, or the number of items where items are counted.
+        :param window_seconds: the window's length.
         """
         weight = max(1, weight)
         with self._lock:
             now = self._clock()
             window = self._windows.setdefault(bucket, deque())
             used = self._used.get(bucket, 0)
-            while window and window[0][0] <= now - WINDOW_SECONDS:
+            while window and window[0][0] <= now - window_seconds:
                 used -= window.popleft()[1]
             if used and used + weight > limit:
                 self._used[bucket] = used
-                need, freed, wait = used + weight - limit, 0, WINDOW_SECONDS
+                need, freed, wait = used + weight - limit, 0, window_seconds
                 for stamp, counted in window:
                     freed += counted
                     if freed >= need:
-                        wait = stamp + WINDOW_SECONDS - now
+                        wait = stamp + window_seconds - now
                         break
                 return RateDecision(False, limit, max(0, limit - used), max(wait, 0.0))
             window.append((now, weight))
             used += weight
             self._used[bucket] = used
-            return RateDecision(True, limit, max(0, limit - used), window[0][0] + WINDOW_SECONDS - now)
+            return RateDecision(True, limit, max(0, limit - used), window[0][0] + window_seconds - now)

@@ -22,6 +22,13 @@ DEFAULT_KEY = "sandbox-key"
 WHEREPARCEL_SECRET = "sandbox-secret"
 
 
+class _Headers(dict):
+    """Request headers with case-insensitive ``get`` (keys are stored lower-cased)."""
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(name.lower(), default)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "parcels-sandbox"
@@ -43,6 +50,43 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         return
+
+    def handle_one_request(self) -> None:
+        """Parse one request (a lean replacement of the stdlib's email-based header parsing)."""
+        try:
+            line = self.rfile.readline(65537)
+        except (TimeoutError, OSError):
+            self.close_connection = True
+            return
+        if not line:
+            self.close_connection = True
+            return
+        parts = line.decode("latin-1").split()
+        if len(parts) != 3 or len(line) > 65536 or not parts[2].startswith("HTTP/"):
+            self.close_connection = True
+            self.request_version = "HTTP/1.1"
+            self._write(Response(400, {"error": "malformed request line"}))
+            return
+        self.command, self.path, self.request_version = parts
+        self.requestline = line.decode("latin-1").rstrip("\r\n")
+        headers = _Headers()
+        for _ in range(200):
+            raw = self.rfile.readline(65537)
+            if raw in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = raw.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        self.headers = headers  # type: ignore[assignment]
+        connection = (headers.get("connection") or "").lower()
+        self.close_connection = connection == "close" or (
+            self.request_version != "HTTP/1.1" and connection != "keep-alive")
+        if (headers.get("expect") or "").lower() == "100-continue":
+            try:
+                self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            except OSError:
+                self.close_connection = True
+                return
+        self._dispatch()
 
     def _read_body(self) -> bytes:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
@@ -79,8 +123,6 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._write(response)
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _dispatch
-
     def _reset(self) -> None:
         """Drop the connection with a TCP reset and no answer."""
         self.close_connection = True
@@ -108,6 +150,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.close_connection:
             lines.append("Connection: close")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
+        if self.command == "HEAD":
+            payload = b""
         try:
             self.wfile.write(head + payload)
         except OSError:  # the client gave up (e.g. its read timed out)

@@ -22,6 +22,9 @@ class SandboxSettings:
     :param seed: seed of the fault generator; None for an unpredictable sequence.
     :param ratelimit_style: how a refusal says when to come back, one of :data:`RATELIMIT_STYLES`.
     :param timeout_delay: seconds a ``timeout`` fault sleeps before answering.
+    :param window_seconds: length of the quota window (60: a per-minute quota). Tests and
+        benchmarks shorten it to see an enforced limit without waiting minutes; the quota then
+        counts per window, not per minute.
     """
 
     rpm: int | None = None
@@ -30,6 +33,7 @@ class SandboxSettings:
     seed: int | None = None
     ratelimit_style: str = "retry-after"
     timeout_delay: float = 5.0
+    window_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         if self.rpm is not None and (isinstance(self.rpm, bool) or not isinstance(self.rpm, int)):
@@ -38,7 +42,10 @@ class SandboxSettings:
             object.__setattr__(self, "rpm", None)
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise ValueError(f"seed must be an integer or null, not {self.seed!r}")
-        for name in ("latency_per_item", "timeout_delay"):
+        if isinstance(self.window_seconds, bool) or not isinstance(self.window_seconds, (int, float)) \
+                or self.window_seconds <= 0:
+            raise ValueError(f"window_seconds must be a number > 0, not {self.window_seconds!r}")
+        for name in ("latency_per_item", "timeout_delay", "window_seconds"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"{name} must be a number >= 0, not {value!r}")

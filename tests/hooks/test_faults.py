@@ -49,3 +49,16 @@ def test_each_rate_limit_header_style_is_honoured(style, connect, sandbox):
     assert all(r.error is None or r.error.code == "not_found" for r in results)
     assert api_stats(sandbox, "trackflow")["rate_limited"] > 0
     assert hook.stats.rate_limited > 0
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_unknown_enforced_limit_every_parcel_still_answered(style, connect, sandbox):
+    # 8 requests per 2-second window, a limit the hook is not told about
+    sandbox.configure(rpm=8, window_seconds=2.0, ratelimit_style=style)
+    hook = connect("shipengine", hook_kwargs={"max_concurrency": 4})
+    parcels = mixed_parcels("shipengine", 20)
+    results = hook.track(parcels)
+    assert all(r.error is None or r.error.code == "not_found" for r in results), [r.error for r in results]
+    stats = api_stats(sandbox, "shipengine")
+    assert stats["rate_limited"] > 0, "the sandbox never enforced the limit"
+    assert stats["requests"] == len(parcels) + stats["rate_limited"]

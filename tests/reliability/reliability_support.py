@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import requests
+
 from airflow_provider_parcels.sandbox import SandboxServer
+from airflow_provider_parcels.sandbox.apis import API_CLASSES
 
 APIS = ("whereparcel", "trackingmore", "trackflow", "parcellab", "shipengine")
 BATCH_APIS = ("whereparcel", "trackingmore", "trackflow")
@@ -41,6 +47,65 @@ def pinned_sandbox(frozen: float | None = None) -> SandboxServer:
     return server.start()
 
 
+class RemoteSandbox:
+    """A pinned-clock sandbox in a child process, driven over its HTTP control endpoints.
+
+    It offers what the suite uses of :class:`SandboxServer`: ``connection``, ``stats``,
+    ``configure``, ``reset`` and ``stop``.
+    """
+
+    prefixes = {cls.name: cls.prefix for cls in API_CLASSES}
+
+    def __init__(self, frozen: float) -> None:
+        script = Path(__file__).with_name("sandbox_process.py")
+        self._proc = subprocess.Popen([sys.executable, str(script), repr(frozen)], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, text=True)
+        line = self._proc.stdout.readline()
+        if not line.strip().isdigit():
+            self.stop()
+            raise RuntimeError(f"the sandbox process did not start (it printed {line!r})")
+        self.port = int(line)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._http = requests.Session()
+
+    def base_url(self, api: str) -> str:
+        return self.url + self.prefixes[api]
+
+    def connection(self, api: str, key: str = "sandbox-key", **extra: Any) -> dict:
+        conn: dict[str, Any] = {"conn_type": api, "host": self.base_url(api)}
+        if api == "whereparcel":
+            conn.update(login=key, password="sandbox-secret")
+        else:
+            conn["password"] = key
+        if api == "parcellab":
+            extra.setdefault("account", 1)
+        conn["extra"] = dict(extra)
+        return conn
+
+    def stats(self) -> dict:
+        response = self._http.get(f"{self.url}/_sandbox/stats", timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def configure(self, **settings: Any) -> None:
+        self._http.post(f"{self.url}/_sandbox/config", json=settings, timeout=30).raise_for_status()
+
+    def reset(self) -> None:
+        self._http.post(f"{self.url}/_sandbox/reset", timeout=30).raise_for_status()
+
+    def stop(self) -> None:
+        if hasattr(self, "_http"):
+            self._http.close()
+        if self._proc.poll() is None:
+            self._proc.stdin.close()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc.stdout.close()
+
+
 def parcels_for(api: str, count: int, tag: str) -> list[dict[str, str]]:
     """``count`` distinct parcels for ``api``: every fourth one a fixed-outcome prefix, the rest
     stable hash histories (delivered, in transit, exception, ...)."""
@@ -52,8 +117,8 @@ def parcels_for(api: str, count: int, tag: str) -> list[dict[str, str]]:
     return out
 
 
-def connection_json(sandbox: SandboxServer, api: str, key: str = "sandbox-key", secret: str | None = None,
-                    **extra: Any) -> str:
+def connection_json(sandbox: SandboxServer | RemoteSandbox, api: str, key: str = "sandbox-key",
+                    secret: str | None = None, **extra: Any) -> str:
     """The JSON of an Airflow connection to ``api`` on ``sandbox`` (``secret``: WhereParcel's password)."""
     conn = sandbox.connection(api, key=key, **extra)
     if secret is not None:
@@ -120,6 +185,27 @@ def events_by_number(dump: Iterable[tuple[Any, ...]]) -> dict[str, set[tuple[Any
     return out
 
 
+#: Keys of an API answer that change on every fetch by design (TrackFlow's ``last_updated`` is the
+#: minute of the answer), dropped from ``raw`` before two fetches are compared.
+VOLATILE_RAW_KEYS = frozenset({"last_updated"})
+
+
+def stable_raw(raw: str | None) -> Any:
+    """The ``raw`` JSON column parsed, minus :data:`VOLATILE_RAW_KEYS` at any depth."""
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in VOLATILE_RAW_KEYS}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return strip(json.loads(raw)) if raw is not None else None
+
+
 def comparable(record: Mapping[str, Any]) -> dict[str, Any]:
-    """A parcel row without ``fetched_at``: what two successful fetches of one parcel must share."""
-    return {k: v for k, v in record.items() if k != "fetched_at"}
+    """A parcel row without ``fetched_at`` (and with a stable ``raw``): what two successful
+    fetches of one parcel must share."""
+    out = {k: v for k, v in record.items() if k != "fetched_at"}
+    out["raw"] = stable_raw(out.get("raw"))
+    return out

@@ -36,6 +36,7 @@ from reliability_support import (
     FAST,
     FAULT_CODES,
     FAULT_SPEC,
+    RemoteSandbox,
     comparable,
     connection_json,
     env,
@@ -43,12 +44,10 @@ from reliability_support import (
     events_by_number,
     parcel_rows_by_number,
     parcels_for,
-    pinned_sandbox,
     sqlite_conn,
 )
 
 from airflow_provider_parcels.operators.tracking import TrackParcelsOperator
-from airflow_provider_parcels.sandbox import SandboxServer
 from airflow_provider_parcels.warehouse import ParcelWarehouse
 
 pytestmark = pytest.mark.large
@@ -56,8 +55,8 @@ pytestmark = pytest.mark.large
 SIZES = {"whereparcel": 10_000, "trackingmore": 10_000, "trackflow": 10_000, "parcellab": 1_000,
          "shipengine": 1_000}
 SQLITE_APIS = ("whereparcel", "trackingmore", "parcellab", "shipengine")
-CHUNK = 1000
-FAULTY_EXTRA = {**FAST, "max_retries": 2, "timeout": 2.0}
+CHUNK = 2500
+FAULTY_EXTRA = {**FAST, "max_retries": 2, "timeout": 1.0, "max_concurrency": 128}
 CLEAN_EXTRA = {**FAST, "timeout": 10.0}
 
 
@@ -94,14 +93,17 @@ def _dump(conn_id: str) -> tuple[list, list]:
     return wh.dump("parcel_tracking"), wh.dump("parcel_tracking_events")
 
 
-def run_api(api: str, clean: SandboxServer, faulty: SandboxServer, clean_wh: str, faulty_wh: str,
+def run_api(api: str, clean: RemoteSandbox, faulty: RemoteSandbox, clean_wh: str, faulty_wh: str,
             dialect: str = "sqlite") -> Run:
     """Track ``SIZES[api]`` parcels fault-free, then with faults; read both warehouses back."""
     parcels = parcels_for(api, SIZES[api], "F")
+    started = time.monotonic()
     clean_summary = _track(api, f"rel_clean_{api}", clean_wh, parcels)
+    clean_seconds = time.monotonic() - started
     started = time.monotonic()
     faulty_summary = _track(api, f"rel_faulty_{api}", faulty_wh, parcels)
     seconds = time.monotonic() - started
+    started = time.monotonic()
     clean_rows, clean_events = _dump(clean_wh)
     faulty_rows, faulty_events = _dump(faulty_wh)
     return Run(
@@ -117,10 +119,11 @@ def run_api(api: str, clean: SandboxServer, faulty: SandboxServer, clean_wh: str
         sandbox_stats=faulty.stats()[api],
         seconds=seconds,
         dialect=dialect,
+        extra={"clean_seconds": clean_seconds, "dump_seconds": time.monotonic() - started},
     )
 
 
-def _connections(clean: SandboxServer, faulty: SandboxServer, api: str) -> dict[str, str]:
+def _connections(clean: RemoteSandbox, faulty: RemoteSandbox, api: str) -> dict[str, str]:
     return {
         env_name(f"rel_clean_{api}"): connection_json(clean, api, **CLEAN_EXTRA),
         env_name(f"rel_faulty_{api}"): connection_json(faulty, api, **FAULTY_EXTRA),
@@ -130,8 +133,8 @@ def _connections(clean: SandboxServer, faulty: SandboxServer, api: str) -> dict[
 @pytest.fixture(scope="module")
 def servers():
     frozen = time.time()
-    clean, faulty = pinned_sandbox(frozen), pinned_sandbox(frozen)
-    faulty.configure(faults=FAULT_SPEC, seed=20_260_615, timeout_delay=2.5)
+    clean, faulty = RemoteSandbox(frozen), RemoteSandbox(frozen)
+    faulty.configure(faults=FAULT_SPEC, seed=20_260_615, timeout_delay=1.5)
     try:
         yield clean, faulty
     finally:
@@ -248,3 +251,8 @@ def test_every_fault_kind_was_injected(sqlite_runs):
         total.update(run.sandbox_stats["faults"])
     for kind in ("429", "503", "timeout", "badjson", "reset"):
         assert total[kind] >= 5, total
+
+
+def test_zz_print():
+    for api, run in FIGURES.items():
+        print(api, round(run.seconds, 1), run.extra, run.faulty_summary["api"], run.sandbox_stats["faults"])

@@ -1,5 +1,6 @@
 import pytest
-from reliability_support import APIS, CARRIER
+from reliability_support import CARRIER
+
 from airflow_provider_parcels.warehouse import ParcelWarehouse
 
 BAD = ["", None, "   ", "A" * 200, "ÄÖÜ12345", "AB\x00CD", "AB\nCD", "1'; DROP TABLE parcel_tracking;--"]

@@ -125,6 +125,8 @@ class ParcelLabApi(SandboxApi):
     @staticmethod
     def _apply(order: _Order, body: dict) -> None:
         order.data.update({name: value for name, value in body.items() if name != "mutations"})
+        if isinstance(order.data.get("account"), str):
+            order.data["account"] = int(order.data["account"])
         for mutation in body.get("mutations") or []:
             given = mutation.get("tracking") or {}
             number = given.get("tracking_number")

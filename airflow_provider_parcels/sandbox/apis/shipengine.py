@@ -8,6 +8,7 @@ out-for-delivery code: such parcels are ``IT`` with a newest event "Out for Deli
 from __future__ import annotations
 
 import uuid
+from functools import lru_cache
 
 from ..outcomes import Event, digest
 from ..wire import Request, Response, iso_z, local_naive
@@ -130,7 +131,9 @@ class ShipEngineApi(SandboxApi):
         return Response(200, {"carriers": listed, "request_id": str(uuid.uuid4()), "errors": []})
 
 
+@lru_cache(maxsize=8192)
 def _event(event: Event, index: int) -> dict:
+    """One event (cached: events are immutable and answers only serialize these dicts)."""
     place = event.place
     return {
         "occurred_at": iso_z(event.at),

@@ -38,7 +38,6 @@ NATIONAL_POST = {"US": "usps", "DE": "deutsche-post", "KR": "korea-post", "GB": 
 MAX_NUMBERS = 40
 MAX_LIMIT = 2000
 DEMO_COUNT = 60
-_DATE_FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S")
 _EXTRA_FIELDS = ("order_id", "title", "customer_name", "customer_email", "order_create_time")
 
 
@@ -135,7 +134,7 @@ class TrackingMoreApi(SandboxApi):
         events = tracking.events
         dated = []
         for index, event in enumerate(events):
-            date = local_naive(event.at, event.place.offset_minutes, _DATE_FORMATS[index % 2])
+            date = local_naive(event.at, event.place.offset_minutes, sep=" ", seconds=bool(index % 2))
             dated.append((event, {"Date": date, "StatusDescription": event.text, "Details": _details(event.place)}))
         abroad = tracking.origin.country != tracking.destination.country
         origin_info = [entry for event, entry in dated if not (abroad and event.place == tracking.destination)]
@@ -285,8 +284,10 @@ def _matches(item: dict, query: dict[str, str]) -> bool:
     if orders and item["order_id"] not in orders:
         return False
     for name, stamp_field in (("created_at", "created_at"), ("update_time", "updated_at")):
-        stamp = _epoch(item[stamp_field])
         low, high = _int(query.get(f"{name}_min"), None), _int(query.get(f"{name}_max"), None)
+        if low is None and high is None:
+            continue
+        stamp = _epoch(item[stamp_field])
         if (low is not None and stamp < low) or (high is not None and stamp > high):
             return False
     return True

@@ -1,0 +1,216 @@
+"""``python -m bench [--quick]``: every benchmark of the package, one table.
+
+Starts its own sandboxes (in process, and in a child process for the memory figure) and, through
+``bench/warehouse_upsert.py``, a throw-away PostgreSQL; writes ``latest.json`` and ``latest.md``
+(full mode: ``bench/results/``; quick mode: a temporary directory unless ``--out`` is given) and
+prints the markdown. Exit status: 1 when a benchmark crashed, 0 otherwise (a missed goal is
+reported, not a failure). See ``docs/benchmarks.md``.
+
+Scheduling: the figures measured in wall-clock rates or counts (throughput, 429s, extra
+requests, sensor requests, peak RSS) barely move when another process uses a core, so in the
+full mode they run alongside the memory run; the warehouse rows/s are CPU-bound and run alone at
+the end. ``--sequential`` runs everything one after the other; ``--quick`` runs it all at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.common import RESULTS, bootstrap_airflow, fmt, machine, run_script
+
+SECTIONS = ("throughput", "plans", "unknown", "sensor", "memory", "warehouse")
+
+
+def _runner(name: str) -> Callable[[bool], Any]:
+    """The function that runs one section (imported late: Airflow must be bootstrapped first)."""
+    from bench import memory, ratelimit_styles, throughput
+
+    return {
+        "throughput": throughput.run,
+        "plans": lambda quick: ratelimit_styles.run_known_plans(15.0 if quick else 75.0),
+        "unknown": ratelimit_styles.run_unknown_limit,
+        "sensor": run_sensor,
+        "memory": memory.run,
+        "warehouse": run_warehouse,
+    }[name]
+
+
+# ------------------------------------------------------------------ the scripts of others
+def _postgres_available() -> bool:
+    return bool(os.environ.get("PARCELS_BENCH_POSTGRES_DSN") or shutil.which("initdb")
+                or glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+
+
+def run_warehouse(quick: bool) -> dict[str, Any]:
+    """``warehouse_upsert.py [--quick]``; its JSON, plus whether PostgreSQL was skipped."""
+    with tempfile.TemporaryDirectory(prefix="parcels-bench-wh-") as tmp:
+        out = Path(tmp) / "warehouse.json"
+        args = ["bench/warehouse_upsert.py", "--json", str(out)]
+        if quick:
+            args.append("--quick")
+        skipped = not _postgres_available()
+        if skipped:
+            args.append("--skip-postgres")
+        run_script(args, timeout=3600, label="warehouse_upsert.py")
+        result = json.loads(out.read_text())
+    result["postgres_skipped"] = skipped
+    return result
+
+
+def markdown_warehouse(result: dict[str, Any]) -> list[str]:
+    """rows/s per database and pass, one column per method, ours ÷ baseline."""
+    rows = result["results"]
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    cells: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in rows:
+        cells.setdefault((r["database"], r["phase"]), {"parcel_rows": r["parcel_rows"],
+                                                       "event_rows": r["event_rows"]})[r["method"]] = r
+    base = next((m for m in methods if m.startswith("baseline")), None)
+    lines = [
+        f"{rows[0]['parcel_rows']:,} parcel rows and {rows[0]['event_rows']:,} event rows per pass "
+        f"(insert; then refresh: the same parcels an hour later, one more event each), in chunks of "
+        f"{result.get('chunk_results', '?'):,} results. rows/s = (parcel + event rows) ÷ seconds.",
+        "",
+        "| database | pass | " + " | ".join(f"{m} rows/s" for m in methods) + " | ours ÷ baseline |",
+        "|---|---|" + "---:|" * (len(methods) + 1),
+    ]
+    for (database, phase), by_method in cells.items():
+        ours = by_method.get("ours")
+        ratio = ours["rows_per_s"] / by_method[base]["rows_per_s"] if ours and base in by_method else None
+        values = [fmt(by_method[m]["rows_per_s"], 0) if m in by_method else "–" for m in methods]
+        lines.append(f"| {database} | {phase} | " + " | ".join(values) + f" | {fmt(ratio, 2)}× |")
+    if result.get("postgres_skipped"):
+        lines += ["", "PostgreSQL skipped: no `initdb` on this machine and no `PARCELS_BENCH_POSTGRES_DSN`."]
+    env = result.get("environment", {})
+    if env.get("postgresql"):
+        lines += ["", f"PostgreSQL {env['postgresql']} ({env.get('postgres_driver', '?')}), SQLite {env.get('sqlite')}."]
+    return lines
+
+
+def run_sensor(quick: bool) -> dict[str, Any]:
+    """``sensor_deferral.py`` with its defaults (1,000 parcels); quick: 1 s poll interval."""
+    with tempfile.TemporaryDirectory(prefix="parcels-bench-sensor-") as tmp:
+        out = Path(tmp) / "sensor.json"
+        args = ["bench/sensor_deferral.py", "--json", str(out)]
+        if quick:
+            args += ["--poll-interval", "1"]
+        run_script(args, timeout=1800, label="sensor_deferral.py")
+        return json.loads(out.read_text())
+
+
+def markdown_sensor(result: dict[str, Any]) -> list[str]:
+    a = result.get("args", {})
+    lines = [
+        f"{a.get('parcels', '?')} parcels that turn delivered on their 4th lookup, {a.get('api', '?')} plan "
+        f"{a.get('plan', '?')}, poll interval {a.get('poll_interval', '?')} s. Worker-held seconds: time a "
+        "worker slot is busy (deferred: the first check plus `execute_complete`).",
+        "",
+        "| mode | requests | items | 429s | delivered | worker-held s | wall s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["rows"]:
+        lines.append(f"| {r['mode']} | {r['requests']:,} | {r['items']:,} | {r['rate_limited']} | "
+                     f"{r['delivered']:,} | {r['worker_seconds']:.2f} | {r['wall_seconds']:.2f} |")
+    return lines
+
+
+# ------------------------------------------------------------------ running
+class Suite:
+    """Runs sections, keeps their results or their tracebacks."""
+
+    def __init__(self, quick: bool, only: tuple[str, ...]) -> None:
+        self.quick = quick
+        self.only = only
+        self.sections: dict[str, Any] = {}
+        self.lock = threading.Lock()
+
+    def run(self, name: str) -> None:
+        if name not in self.only:
+            return
+        print(f"== {name}: start", flush=True)
+        started = time.monotonic()
+        try:
+            result: Any = {"result": _runner(name)(self.quick)}
+        except BaseException:
+            result = {"error": traceback.format_exc()}
+            print(f"== {name}: CRASHED\n{result['error']}", file=sys.stderr, flush=True)
+        result["seconds"] = round(time.monotonic() - started, 1)
+        print(f"== {name}: done in {result['seconds']} s", flush=True)
+        with self.lock:
+            self.sections[name] = result
+
+    def together(self, *groups: tuple[str, ...]) -> None:
+        """Run each group in its own thread (a group's sections one after the other)."""
+        threads = [threading.Thread(target=lambda g=g: [self.run(n) for n in g], daemon=True) for g in groups]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+
+def schedule(suite: Suite, sequential: bool) -> None:
+    if sequential:
+        for name in SECTIONS:
+            suite.run(name)
+    elif suite.quick:
+        suite.together(("throughput",), ("plans", "unknown"), ("sensor",), ("memory",), ("warehouse",))
+    else:
+        suite.together(("memory",), ("throughput", "unknown", "sensor"), ("plans",))
+        suite.run("warehouse")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, short windows (under 2 minutes)")
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument("--sequential", action="store_true", help="run the sections one after the other")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="directory for latest.json and latest.md (default: bench/results, quick: a temp dir)")
+    args = parser.parse_args(argv)
+    only = tuple(s.strip() for s in args.only.split(",") if s.strip())
+    unknown = set(only) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+    bootstrap_airflow()
+    suite = Suite(args.quick, only)
+    load_start = os.getloadavg()
+    started = time.monotonic()
+    schedule(suite, args.sequential)
+    payload = {
+        "mode": "quick" if args.quick else "full",
+        "scheduling": "sequential" if args.sequential else "quick: all at once" if args.quick
+        else "memory alongside throughput/ratelimit/sensor, then warehouse alone",
+        "machine": machine(),
+        "load_average": {"start": [round(x, 2) for x in load_start],
+                         "end": [round(x, 2) for x in os.getloadavg()]},
+        "seconds": round(time.monotonic() - started, 1),
+        "sections": {name: suite.sections[name] for name in SECTIONS if name in suite.sections},
+    }
+    out = args.out or (Path(tempfile.mkdtemp(prefix="parcels-bench-quick-")) if args.quick else RESULTS)
+    out.mkdir(parents=True, exist_ok=True)
+    text = markdown(payload)
+    (out / "latest.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    (out / "latest.md").write_text(text)
+    print("\n" + text)
+    print(f"wrote {out / 'latest.json'} and {out / 'latest.md'} in {payload['seconds']:.0f} s", flush=True)
+    crashed = [name for name, section in payload["sections"].items() if "error" in section]
+    if crashed:
+        print(f"CRASHED: {', '.join(crashed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
