@@ -89,13 +89,14 @@ def markdown_warehouse(result: dict[str, Any]) -> list[str]:
     for (database, phase), by_method in cells.items():
         ours = by_method.get("ours")
         ratio = ours["rows_per_s"] / by_method[base]["rows_per_s"] if ours and base in by_method else None
-        values = [fmt(by_method[m]["rows_per_s"], 0) if m in by_method else "–" for m in methods]
-        lines.append(f"| {database} | {phase} | " + " | ".join(values) + f" | {fmt(ratio, 2)}× |")
+        values = [fmt(by_method[m]["rows_per_s"], 0) if m in by_method else "-" for m in methods]
+        lines.append(f"| {database} | {phase} | " + " | ".join(values) + f" | {fmt(ratio, 2)}x |")
     if result.get("postgres_skipped"):
         lines += ["", "PostgreSQL skipped: no `initdb` on this machine and no `PARCELS_BENCH_POSTGRES_DSN`."]
     env = result.get("environment", {})
     if env.get("postgresql"):
-        lines += ["", f"PostgreSQL {env['postgresql']} ({env.get('postgres_driver', '?')}), SQLite {env.get('sqlite')}."]
+        driver = env.get("postgres_driver", "?")
+        lines += ["", f"PostgreSQL {env['postgresql']} ({driver}), SQLite {env.get('sqlite')}."]
     return lines
 
 
@@ -124,6 +125,112 @@ def markdown_sensor(result: dict[str, Any]) -> list[str]:
         lines.append(f"| {r['mode']} | {r['requests']:,} | {r['items']:,} | {r['rate_limited']} | "
                      f"{r['delivered']:,} | {r['worker_seconds']:.2f} | {r['wall_seconds']:.2f} |")
     return lines
+
+
+
+# ------------------------------------------------------------------ the report
+def _result(payload: dict[str, Any], name: str) -> Any:
+    section = payload["sections"].get(name)
+    return None if section is None or "error" in section else section["result"]
+
+
+def goals(payload: dict[str, Any]) -> list[str]:
+    """The summary table: each goal, what was measured, met or not."""
+    rows: list[tuple[str, str, str, bool | None]] = []
+    tp = _result(payload, "throughput")
+    if tp:
+        worst = min(tp["rows"], key=lambda r: r["hook"]["fraction"] or 0)
+        base = max(r["baseline"]["fraction"] for r in tp["rows"])
+        rows.append(("1. throughput ÷ quota (hook, worst case)",
+                     f"{fmt(worst['hook']['fraction'], 3)} ({worst['api']}, batch {worst['batch']}); "
+                     f"sequential baseline at most {base:.3f}", ">= 0.95", (worst["hook"]["fraction"] or 0) >= 0.95))
+        op = min(tp["rows"], key=lambda r: r["operator"]["fraction"] or 0)
+        rows.append(("1. throughput ÷ quota (operator path, worst case)",
+                     f"{fmt(op['operator']['fraction'], 3)} ({op['api']}, batch {op['batch']})", ">= 0.95",
+                     (op["operator"]["fraction"] or 0) >= 0.95))
+    plans = _result(payload, "plans")
+    if plans:
+        worst_ratio = max(r["requests_per_batch"] for r in plans["rows"])
+        rows.append(("2. requests ÷ ceil(parcels / batch)", f"{worst_ratio:.2f} (worst API)", "1.00",
+                     round(worst_ratio, 2) <= 1.0))
+        refused = sum(r["rate_limited"] for r in plans["rows"])
+        if tp:
+            refused += sum(r["hook"]["rate_limited"] + r["operator"]["rate_limited"] for r in tp["rows"])
+        rows.append(("2. 429s with a known plan or quota", str(refused), "0", refused == 0))
+    unknown = _result(payload, "unknown")
+    if unknown:
+        worst = max(unknown["rows"], key=lambda r: r["extra_per_parcel"])
+        rows.append(("2. extra requests per parcel, limit unknown (worst style and API)",
+                     f"{worst['extra_per_parcel']:.3f} ({worst['api']}, `{worst['style']}`)", "< 0.1",
+                     worst["extra_per_parcel"] < 0.1))
+    wh = _result(payload, "warehouse")
+    if wh:
+        ratios = []
+        for r in wh["results"]:
+            if r["method"] == "ours":
+                base = next((b for b in wh["results"] if b["method"].startswith("baseline")
+                             and b["database"] == r["database"] and b["phase"] == r["phase"]), None)
+                if base:
+                    ratios.append(f"{r['database']} {r['phase']} {r['rows_per_s'] / base['rows_per_s']:.2f}x")
+        rows.append(("3. warehouse upsert rows/s, ours ÷ executemany", ", ".join(ratios), "(none)", None))
+    mem = _result(payload, "memory")
+    if mem:
+        small, large = mem["runs"]
+        rows.append((f"4. peak RSS, {large['parcels']:,} ÷ {small['parcels']:,} parcels",
+                     f"{mem['ratio']:.2f} ({large['peak_rss_mib']:.0f} ÷ {small['peak_rss_mib']:.0f} MiB)",
+                     "<= 1.2", mem["ratio"] <= 1.2))
+    sensor = _result(payload, "sensor")
+    if sensor:
+        by_mode = {r["mode"]: r for r in sensor["rows"]}
+        if {"deferred", "poke"} <= set(by_mode):
+            d, p = by_mode["deferred"], by_mode["poke"]
+            rows.append(("5. sensor worker-held s (requests), deferred vs poke",
+                         f"{d['worker_seconds']:.1f} s ({d['requests']}) vs {p['worker_seconds']:.1f} s "
+                         f"({p['requests']})", "(none)", None))
+    lines = ["| figure | measured | goal | met |", "|---|---|---|---|"]
+    for name, measured, goal, met in rows:
+        verdict = "-" if met is None else "yes" if met else "**no**"
+        lines.append(f"| {name} | {measured} | {goal} | {verdict} |")
+    return lines
+
+
+def markdown(payload: dict[str, Any]) -> str:
+    """The whole report as markdown."""
+    from bench import memory, ratelimit_styles, throughput
+
+    m = payload["machine"]
+    load = payload["load_average"]
+    lines = [
+        f"# Benchmarks ({payload['mode']} mode)",
+        "",
+        f"{m['date']}; {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM; Python {m['python']}, "
+        f"Airflow {m['airflow']}, SQLite {m['sqlite']}; {m['platform']}. Load average (1 min) "
+        f"{load['start'][0]} at the start, {load['end'][0]} at the end. `python -m bench"
+        f"{' --quick' if payload['mode'] == 'quick' else ''}` took {payload['seconds'] / 60:.1f} min "
+        f"({payload['scheduling']}).",
+        "",
+        "## Goals",
+        "",
+        *goals(payload),
+    ]
+    parts = [
+        ("throughput", "1. Tracking throughput as a fraction of the quota", throughput.markdown),
+        ("plans", "2a. Batching and 429s with a known plan", ratelimit_styles.markdown_plans),
+        ("unknown", "2b. Extra requests when the limit is unknown", ratelimit_styles.markdown_unknown),
+        ("warehouse", "3. Warehouse upserts", markdown_warehouse),
+        ("memory", "4. Peak memory of the operator's streaming", memory.markdown),
+        ("sensor", "5. Sensor: deferred versus poke", markdown_sensor),
+    ]
+    for name, title, render in parts:
+        section = payload["sections"].get(name)
+        if section is None:
+            continue
+        lines += ["", f"## {title}", ""]
+        if "error" in section:
+            lines += ["**Crashed**:", "", "```", section["error"].strip()[-2000:], "```"]
+        else:
+            lines += render(section["result"])
+    return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------ running

@@ -3,6 +3,7 @@ parcel generators, subprocess calls and the machine description."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -141,10 +142,8 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     ram_gib = None
-    try:
+    with contextlib.suppress(ValueError, OSError, AttributeError):
         ram_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    except (ValueError, OSError, AttributeError):
-        pass
     try:
         from importlib.metadata import version
 
@@ -164,9 +163,9 @@ def machine() -> dict[str, Any]:
 
 
 def fmt(value: float | None, digits: int = 2) -> str:
-    """A number for a table cell (``–`` for missing)."""
+    """A number for a table cell (``-`` for missing)."""
     if value is None:
-        return "–"
+        return "-"
     if isinstance(value, int) or (digits == 0):
         return f"{value:,.0f}"
     return f"{value:,.{digits}f}"

@@ -8,7 +8,7 @@
 - **Unknown limit**: the hook is given no plan and no ``requests_per_minute``; the sandbox
   enforces ``QUOTA`` units a minute (over its sliding window; a short window where the sandbox
   offers ``window_seconds``) and answers refusals in one of five header styles. Figure: extra
-  requests per tracked parcel, ``(requests − ceil(parcels / batch)) / parcels`` (goal < 0.1).
+  requests per tracked parcel, ``(requests - ceil(parcels / batch)) / parcels`` (goal < 0.1).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from bench.common import ceil_div, fmt, parcels, sandbox_connection, window_seconds_supported
@@ -92,7 +91,7 @@ def run_known_plans(seconds: float) -> dict[str, Any]:
             jobs[api] = lambda a=api, c=conn_id, n=count: _track(a, c, n)
         results = _in_threads(jobs, timeout=seconds * 3 + 300)
         stats = sandbox.stats()
-    for api, plan, quota, batch in PLANS:
+    for api, plan, quota, _ in PLANS:
         figures = results[api]
         expected = ceil_div(counts[api], figures["batch"])
         rows.append({"api": api, "plan": plan, "quota_per_min": quota, "batch": figures["batch"],

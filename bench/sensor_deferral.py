@@ -17,8 +17,8 @@ sensor instance gets the event in ``execute_complete``. Poke mode is ``execute``
 
 The plan sets quota and batch size in the sandbox and the hook alike (the key
 ``sandbox-<plan>``): ``enterprise`` (no quota, 50 a batch; the default, about 30 s in all) or
-``growth`` (300 parcel lookups a minute, 50 a batch: 4,000 lookups take about 14 minutes per
-mode, the first check alone about 3.4 minutes).
+``growth`` (300 parcel lookups a minute, 50 a batch: 4,000 lookups take about 13.5 minutes per
+mode, the first check alone about 3.2 minutes).
 
     python bench/sensor_deferral.py [--api trackflow] [--plan enterprise] [--parcels 1000]
                                     [--poll-interval 5] [--modes deferred,poke] [--json PATH]

@@ -244,6 +244,6 @@ def markdown(result: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {row['api']} | {row['batch']} | {row['unit']} | {row['answer_seconds']:g} | "
             f"{fmt(hook['fraction'], 3)} | {fmt(op['fraction'], 3)} | {fmt(base['fraction'], 3)} | "
-            f"{hook['rate_limited'] + op['rate_limited']} | {fmt(ratio, 1)}× |"
+            f"{hook['rate_limited'] + op['rate_limited']} | {fmt(ratio, 1)}x |"
         )
     return lines

@@ -613,13 +613,26 @@ class ParcelTrackingHook(BaseHook):
         settings = self.settings
         limits = httpx.Limits(max_connections=settings.max_concurrency)
         semaphore = asyncio.Semaphore(settings.max_concurrency)
+        groups: list[list[TrackingResult]] = []
+        pending = list(batch_requests)
 
         async def one(client: httpx.AsyncClient, request: ApiRequest) -> list[TrackingResult]:
             async with semaphore:
                 return await self.aexecute_request(client, request)
 
         async with httpx.AsyncClient(headers=self.headers(), timeout=settings.timeout, limits=limits) as client:
-            groups = await asyncio.gather(*(one(client, r) for r in batch_requests))
+            if pending and not self._verified:
+                # As on the sync path: the first call goes alone, so a wrong key is sent once.
+                groups.append(await self.aexecute_request(client, pending.pop(0)))
+                self._verified = True
+            tasks = [asyncio.ensure_future(one(client, r)) for r in pending]
+            try:
+                groups.extend(await asyncio.gather(*tasks))
+            except BaseException:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise
         return {r.key[1:]: r for group in groups for r in group}
 
     # ------------------------------------------------------------------ UI test button

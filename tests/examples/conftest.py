@@ -11,7 +11,6 @@ the runner reaches them through ``AIRFLOW_CONN_*`` variables sent with each run.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import queue
@@ -26,19 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from example_expectations import EXAMPLE_DAGS, REPO
 
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE_DAGS = REPO / "example_dags"
-ORDERS_FILE = EXAMPLE_DAGS / "data" / "orders.csv"
 RUNNER = Path(__file__).resolve().parent / "dag_runner.py"
 APIS = ("whereparcel", "trackingmore", "trackflow", "parcellab", "shipengine")
 RUN_TIMEOUT = 180.0
-
-
-def read_orders() -> list[dict[str, str]]:
-    """The bundled orders file."""
-    with ORDERS_FILE.open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 class DagRunner:

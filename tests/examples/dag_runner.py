@@ -13,6 +13,16 @@ requests, one JSON object per line on stdin, one answer per line on the original
 
 ``env`` is applied for that run only (connections as ``AIRFLOW_CONN_*`` variables). Anything
 Airflow prints goes to stderr, which the parent sends to a log file.
+
+Each run gets freshly parsed DAG objects, with two changes that only concern ``dag.test()``:
+
+* task retries are off, so a failing task fails the run at once instead of after its retry delay;
+* the DAG-run Deadline Alert is taken off: Airflow 3.3.2's ``dag.test()`` crashes at the end of
+  a *successful* run of a DAG that has one (it looks the alerts up by the serialized dicts
+  instead of their ids: ``'dict' object has no attribute 'hex'``); scheduled runs are unaffected.
+
+Fresh objects, because ``dag.test(run_conf=...)`` run in-process leaves the conf in the DAG's
+task params: a second run of the same object without that key would still see the old value.
 """
 
 from __future__ import annotations
@@ -42,14 +52,19 @@ class Runner:
         db.initdb()
         self.migration_seconds = time.perf_counter() - started
         self.folder = os.environ["AIRFLOW__CORE__DAGS_FOLDER"]
-        self._dagbag = None
 
-    def dagbag(self) -> Any:
-        if self._dagbag is None:
-            from airflow.dag_processing.dagbag import DagBag
+    def fresh_dag(self, dag_id: str) -> Any:
+        """``dag_id`` parsed anew from the DAGs folder, ready for ``dag.test()`` (see the module doc)."""
+        from airflow.dag_processing.dagbag import DagBag
 
-            self._dagbag = DagBag(dag_folder=self.folder, bundle_path=self.folder)
-        return self._dagbag
+        dagbag = DagBag(dag_folder=self.folder, bundle_path=self.folder)
+        if dag_id not in dagbag.dags:
+            raise LookupError(f"{dag_id} not in {sorted(dagbag.dags)}; import errors: {dagbag.import_errors}")
+        dag = dagbag.dags[dag_id]
+        for task in dag.tasks:
+            task.retries = 0
+        dag.deadline = None
+        return dag
 
     def run(self, dag_id: str, conf: dict | None, logical_date: str | None, env: dict[str, str | None]) -> dict:
         saved = {name: os.environ.get(name) for name in env}
@@ -60,12 +75,10 @@ class Runner:
             _apply(saved)
 
     def _run(self, dag_id: str, conf: dict | None, logical_date: str | None) -> dict:
-        dagbag = self.dagbag()
-        if dag_id not in dagbag.dags:
-            raise LookupError(f"{dag_id} not in {sorted(dagbag.dags)}; import errors: {dagbag.import_errors}")
+        dag = self.fresh_dag(dag_id)
         when = dt.datetime.fromisoformat(logical_date) if logical_date else dt.datetime.now(dt.timezone.utc)
         started = time.perf_counter()
-        dag_run = dagbag.dags[dag_id].test(run_conf=conf, logical_date=when)
+        dag_run = dag.test(run_conf=conf, logical_date=when)
         seconds = time.perf_counter() - started
         tasks: dict[str, str | None] = {}
         xcom: dict[str, Any] = {}

@@ -3,10 +3,16 @@ tracking-number scheme (``docs/sandbox.md``), never from a run's own output."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import re
 from collections import Counter
 from collections.abc import Iterable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE_DAGS = REPO / "example_dags"
+ORDERS_FILE = EXAMPLE_DAGS / "data" / "orders.csv"
 
 #: Canonical status per prefix as ShipEngine reports it: ShipEngine has no out-for-delivery code
 #: (``OFD`` answers ``IT``) and no expired (``EXP`` answers ``EX``).
@@ -24,6 +30,12 @@ SHIPENGINE_STATUS = {
     "NFD": "not_found",
 }
 TERMINAL = {"delivered", "exception", "expired"}
+
+
+def read_orders() -> list[dict[str, str]]:
+    """The bundled orders file."""
+    with ORDERS_FILE.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
 _TIMED = re.compile(r"^(POLL|SEC)([DX])(\d+)")
 
 

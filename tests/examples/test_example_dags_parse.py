@@ -9,8 +9,16 @@ import sqlite3
 from collections import Counter
 
 import pytest
-from conftest import EXAMPLE_DAGS, read_orders
-from example_expectations import SHIPENGINE_STATUS, TERMINAL, late_by_sandbox, poll_rule, rest, shipengine_status
+from example_expectations import (
+    EXAMPLE_DAGS,
+    SHIPENGINE_STATUS,
+    TERMINAL,
+    late_by_sandbox,
+    poll_rule,
+    read_orders,
+    rest,
+    shipengine_status,
+)
 
 EXAMPLE_DAG_IDS = {"parcels_warehouse_sync", "parcels_order_push", "parcels_sla_alerts",
                    "trackingmore_incremental_sync"}

@@ -6,8 +6,6 @@ import pytest
 
 from airflow_provider_parcels.hooks import hook_class
 
-APIS = ["whereparcel", "trackingmore", "trackflow", "parcellab", "shipengine"]
-
 
 @pytest.fixture
 def sandbox(parcels_sandbox_clean):
@@ -25,7 +23,3 @@ def connect(sandbox, monkeypatch):
         return hook_class(api)(conn_id, **(hook_kwargs or {}))
 
     return make
-
-
-def api_stats(sandbox, api: str) -> dict:
-    return sandbox.stats()["apis"][api] if "apis" in sandbox.stats() else sandbox.stats()[api]

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import APIS, api_stats
-from test_track import mixed_parcels
+from helpers.tracking import APIS, api_stats, mixed_parcels
 
 from airflow_provider_parcels.hooks import hook_class
 from airflow_provider_parcels.hooks.exceptions import ParcelApiAuthError

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import api_stats
+from helpers.tracking import api_stats
 
 from airflow_provider_parcels.models import ParcelStatus
 

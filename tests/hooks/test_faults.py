@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import APIS, api_stats
-from test_track import expected, mixed_parcels
+from helpers.tracking import APIS, api_stats, expected, mixed_parcels
 
 from airflow_provider_parcels.models import ParcelStatus
 

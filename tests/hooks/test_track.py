@@ -6,42 +6,12 @@ import logging
 import math
 
 import pytest
-from conftest import APIS, api_stats
+from helpers.tracking import APIS, CARRIER, api_stats, expected, mixed_parcels
 
 from airflow_provider_parcels.hooks.exceptions import ParcelApiAuthError
 from airflow_provider_parcels.models import Parcel, ParcelStatus
 
 S = ParcelStatus
-CARRIER = {"whereparcel": "kr.cj", "trackingmore": "usps", "trackflow": "ups", "parcellab": "dhl",
-           "shipengine": "usps"}
-
-# What each API can say for the sandbox's deterministic prefixes (docs/sandbox.md).
-EXPECTED = {
-    "DLV": {None: S.DELIVERED},
-    "TRN": {None: S.IN_TRANSIT},
-    "OFD": {None: S.OUT_FOR_DELIVERY, "shipengine": S.IN_TRANSIT},
-    "EXC": {None: S.EXCEPTION},
-    "FAT": {None: S.FAILED_ATTEMPT},
-    "PUP": {None: S.AVAILABLE_FOR_PICKUP, "trackingmore": S.IN_TRANSIT},
-    "EXP": {None: S.EXCEPTION, "trackingmore": S.EXPIRED, "parcellab": S.EXPIRED},
-    "PEN": {None: S.PENDING},
-    "INF": {None: S.INFO_RECEIVED, "trackingmore": S.PENDING},
-    "UNK": {None: S.UNKNOWN},
-    "NFD": {None: S.NOT_FOUND},
-}
-PREFIXES = list(EXPECTED)
-
-
-def mixed_parcels(api: str, count: int = 23) -> list[dict]:
-    return [
-        {"carrier": CARRIER[api], "tracking_number": f"{PREFIXES[i % len(PREFIXES)]}{api[:3].upper()}{i:06d}"}
-        for i in range(count)
-    ]
-
-
-def expected(api: str, number: str) -> ParcelStatus:
-    table = EXPECTED[number[:3]]
-    return table.get(api, table[None])
 
 
 @pytest.mark.parametrize("api", APIS)

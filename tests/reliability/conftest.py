@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from reliability_support import connection_json, env_name, pinned_sandbox
+from reliability_support import FIGURES, connection_json, env_name, pinned_sandbox
 
 from airflow_provider_parcels.hooks import hook_class
 from airflow_provider_parcels.hooks.ratelimit import RateLimiter
@@ -49,3 +49,17 @@ def connect(sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch):
         return hook_class(api)(conn_id, **(hook_kwargs or {}))
 
     return make
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The reliability figures of this session, when its runs took place."""
+    if not FIGURES:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("parcels reliability figures")
+    for api, f in FIGURES.get("faults", {}).items():
+        write(f"faults  {api:<13} {f['parcels']:>6} parcels, {f['rows']:>6} rows ({f['dialect']}), lost {f['lost']}, "
+              f"{f['requests']} requests in {f['seconds']} s, faults {f['faults']}, error rows {f['errors']}")
+    for name, value in FIGURES.items():
+        if name != "faults":
+            write(f"{name}: {value}")

@@ -35,6 +35,8 @@ FAULT_CODES = frozenset({"rate_limited", "server_error", "timeout", "connection_
 #: Sandbox prefixes with a fixed outcome (docs/sandbox.md); the POLL/SEC ones change per lookup
 #: and are left out on purpose: a retried call would legitimately see a later state.
 FIXED_PREFIXES = ("DLV", "TRN", "OFD", "EXC", "FAT", "PUP", "EXP", "PEN", "INF", "UNK", "NFD")
+#: Figures the suite's runs record for the terminal summary (see conftest.py).
+FIGURES: dict[str, Any] = {}
 #: Pacing well above anything a test sends, so the client's own quota never dominates a run.
 FAST = {"requests_per_minute": 600_000}
 

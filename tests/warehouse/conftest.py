@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def warehouse_conn_id(request: pytest.FixtureRequest) -> str:
-    """The id of an empty warehouse connection, one test per dialect."""
+    """The id of an empty warehouse connection, one test per dialect (``-m "not postgres"`` skips the latter)."""
     return request.getfixturevalue(f"{request.param}_conn_id")
 
 
