@@ -92,10 +92,11 @@ class ArrivalLog:
         limiter = sandbox.app.limiter
         original = limiter.acquire
 
-        def acquire(bucket: Any, limit: int, weight: int = 1) -> Any:
-            decision = original(bucket, limit, weight)
+        def acquire(bucket: Any, limit: int, *args: Any, **kwargs: Any) -> Any:
+            decision = original(bucket, limit, *args, **kwargs)
+            weight = args[0] if args else kwargs.get("weight", 1)
             with self._lock:
-                self.arrivals.append(Arrival(time.monotonic(), bucket, max(1, weight), decision.allowed))
+                self.arrivals.append(Arrival(time.monotonic(), bucket, max(1, int(weight)), decision.allowed))
             return decision
 
         limiter.acquire = acquire

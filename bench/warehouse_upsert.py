@@ -37,6 +37,7 @@ import os
 import platform
 import pwd
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -333,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "warehouse.json"), help="JSON output")
     parser.add_argument("--skip-postgres", action="store_true", help="SQLite only")
     args = parser.parse_args(argv)
+    # A plain kill must still stop and delete the throw-away server (the with-blocks do that).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parcels = 10_000 if args.quick else 100_000
     print(f"loading {parcels:,} parcels x {EVENTS_PER_PARCEL} events in chunks of {CHUNK:,} results", flush=True)
 

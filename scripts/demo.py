@@ -459,9 +459,12 @@ def warehouse_report(console: Console, warehouse: Path) -> None:
             'ORDER BY "status"'
         ).fetchall()
         for number, carrier, status, at, text, where, error in rows:
-            last = f"{(at or '')[:16].replace('T', ' ')}  {text or ''}" + (f", {where}" if where else "")
             if error:
                 last = f"(no events: error {error})"
+            elif not at:
+                last = "(no carrier scan yet)"
+            else:
+                last = f"{at[:16].replace('T', ' ')}  {text or ''}" + (f", {where}" if where else "")
             console.print(f"    {number:<18} {carrier:<6} {status:<21} {last}")
 
 

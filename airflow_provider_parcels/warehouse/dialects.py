@@ -15,6 +15,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from itertools import chain
+from operator import itemgetter
 from typing import Any, ClassVar
 
 from airflow_provider_parcels.warehouse.rows import EVENTS, INT, PARCELS, TEXT, TS, TableSpec
@@ -34,6 +36,11 @@ def _columns(names: Sequence[str], ref: str = "") -> str:
 def _chunks(rows: Sequence[Row], size: int) -> Iterator[Sequence[Row]]:
     for start in range(0, len(rows), size):
         yield rows[start : start + size]
+
+
+def _flat(rows: Sequence[Row]) -> list[Any]:
+    """The parameters of a multi-row ``VALUES`` list."""
+    return list(chain.from_iterable(rows))
 
 
 @dataclass(frozen=True)
@@ -217,7 +224,7 @@ class Dialect:
                 f"SELECT count(*) FROM v JOIN {names.table(PARCELS)} AS t "
                 f'ON t."provider" = v.p AND t."carrier" = v.c AND t."tracking_number" = v.n'
             )
-            cur.execute(sql, [value for row in chunk for value in row[:width]])
+            cur.execute(sql, [value for row in chunk for value in row[:width]])  # keys only
             total += cur.fetchone()[0]
         return total
 
@@ -230,7 +237,7 @@ class Dialect:
             sql = statements.get(len(chunk))
             if sql is None:
                 sql = statements[len(chunk)] = build(self.values(len(chunk), width))
-            written += self.execute_counting(conn, cur, sql, [value for row in chunk for value in row])
+            written += self.execute_counting(conn, cur, sql, _flat(chunk))
         return written
 
     def execute_counting(self, conn: Any, cur: Any, sql: str, params: list[Any]) -> int:
@@ -286,6 +293,9 @@ class PostgresDialect(Dialect):
     """
     PostgreSQL: ``TIMESTAMPTZ``, counts from ``RETURNING (xmax = 0)``, bulk loads through ``COPY``.
 
+    Rows are written in key order (sorted here for ``VALUES``, by the server from the stage table),
+    so concurrent loaders of the same parcels take their row locks in one order and never deadlock.
+
     Works with the psycopg (3) and the psycopg2 connections ``PostgresHook`` may hand out: binary
     ``COPY`` and native ``$n`` placeholders on psycopg 3 (it re-parses a long ``%s`` query in Python
     on every call), text ``COPY`` and ``%s`` on psycopg2.
@@ -310,6 +320,7 @@ class PostgresDialect(Dialect):
     ) -> tuple[int, int, int]:
         counted = "WITH up AS ({} RETURNING (t.xmax = 0) AS ins) SELECT count(*) FILTER (WHERE ins), count(*) FROM up"
         inserted = written = 0
+        rows = rows if bulk else sorted(rows, key=_KEY[PARCELS.name])
         if bulk:
             cur.execute(counted.format(self.upsert_sql(names, self._stage(cur, names, PARCELS, rows))))
             inserted, written = cur.fetchone()
@@ -323,6 +334,7 @@ class PostgresDialect(Dialect):
 
     def insert_events(self, conn: Any, cur: Any, names: TableNames, rows: Sequence[Row], bulk: bool) -> tuple[int, int]:
         inserted = 0
+        rows = rows if bulk else sorted(rows, key=_KEY[EVENTS.name])
         if bulk:
             cur.execute(self.insert_events_sql(names, self._stage(cur, names, EVENTS, rows)))
             inserted = cur.rowcount
@@ -342,7 +354,7 @@ class PostgresDialect(Dialect):
                 )
             else:
                 values = self.values(len(chunk), width)
-            yield [value for row in chunk for value in row], values
+            yield _flat(chunk), values
 
     @contextmanager
     def _values_cursor(self, conn: Any, cur: Any) -> Iterator[tuple[Any, bool]]:
@@ -366,7 +378,12 @@ class PostgresDialect(Dialect):
                 writer.set_types([self.copy_types[kind] for _, kind in spec.columns])
                 for row in rows:
                     writer.write_row(row)
-        return f"SELECT {_columns(spec.names)} FROM pg_temp.{stage}"
+        # Byte order, as Python sorts the VALUES path: one lock order whatever the database collation.
+        order = ", ".join(f'{quote(c)} COLLATE "C"' for c in spec.key)
+        return f"SELECT {_columns(spec.names)} FROM pg_temp.{stage} ORDER BY {order}"
+
+
+_KEY = {spec.name: itemgetter(*range(len(spec.key))) for spec in (PARCELS, EVENTS)}
 
 
 def _psycopg3_attr(conn: Any, name: str) -> Any:

@@ -202,9 +202,6 @@ class ParcelWarehouse:
         parcels, events = build_rows(results, dialect.ts_param)
         if not parcels:
             return LoadCounts()
-        # Key order: locality in the indexes, and one lock order for concurrent loaders.
-        parcels.sort(key=lambda row: row[:3])
-        events.sort(key=lambda row: row[:4])
         self.ensure_tables()
         bulk = dialect.has_bulk_path
         with self.transaction() as (conn, cur):

@@ -10,5 +10,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         return
     blocks = all_blocks()
     files = len({b.path for b in blocks})
-    done = ", ".join(f"{n} {what}" for what, n in COUNTS.items())
-    terminalreporter.write_line(f"doc examples: {len(blocks)} python blocks in {files} Markdown files: {done}")
+    done = "; ".join(f"{what}: {n}" for what, n in COUNTS.items())
+    terminalreporter.write_line(f"doc examples: {len(blocks)} python blocks in {files} Markdown files; {done}")

@@ -216,3 +216,31 @@ def test_trackingmore_incremental_sync_loads_only_the_interval(dag_runner, examp
     again = dag_runner.run(TM, example_env.env, conf=conf, logical_date=logical_date)
     assert again["xcom"]["sync_changed_trackings"]["rows"]["inserted"] == 0
     assert rows(db, "SELECT tracking_number, status FROM parcel_tracking WHERE provider = 'trackingmore'") == loaded
+
+
+def test_sla_alerts_and_order_push_read_a_real_source_with_sql(dag_runner, example_env):
+    """``source_sql`` instead of the orders file: a table in the warehouse, Jinja rendered per run."""
+    db = example_env.warehouse
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE shipments (order_number TEXT, order_date TEXT, carrier TEXT, tracking_number TEXT, "
+                     "recipient_name TEXT, recipient_email TEXT, postal_code TEXT, country_iso3 TEXT, "
+                     "order_total TEXT, currency TEXT, promised_date TEXT)")
+        today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+        conn.executemany("INSERT INTO shipments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+            ("SQL-1", today, "ups", "DLV-SQL-0001", "A B", "a.b@example.com", "10001", "USA", "10.00", "USD", today),
+            ("SQL-2", today, "usps", "NEWTRN-SQL-0002", "C D", "c.d@example.com", "10001", "USA", "5.50", "USD",
+             "2000-01-01"),
+        ])
+    sla = dag_runner.run(SLA, example_env.env, conf={
+        **SLA_CONF, "source_conn_id": "parcels_demo_warehouse",
+        "source_sql": "SELECT carrier, tracking_number FROM shipments WHERE promised_date = '{{ ds }}'"})
+    assert sla["state"] == "success", sla["tasks"]
+    assert sla["xcom"]["todays_parcels"] == [{"carrier": "ups", "tracking_number": "DLV-SQL-0001"}]
+
+    push = dag_runner.run(PUSH, example_env.env, conf={
+        "source_conn_id": "parcels_demo_warehouse",
+        "source_sql": "SELECT * FROM shipments WHERE order_date <= '{{ ds }}' ORDER BY order_number"})
+    assert push["state"] == "success", push["tasks"]
+    assert [r["order_number"] for r in push["xcom"]["new_orders"]] == ["SQL-1", "SQL-2"]
+    assert push["xcom"]["upsert_parcellab_orders"]["created"] == 2
+    assert push["xcom"]["register_trackingmore"]["created"] == 1  # only the NEW... number was unknown

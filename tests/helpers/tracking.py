@@ -45,3 +45,8 @@ def expected(api: str, number: str) -> ParcelStatus:
     """The canonical status ``api`` gives the sandbox parcel ``number``."""
     table = EXPECTED[number[:3]]
     return table.get(api, table[None])
+
+
+def numbered(prefix: str, count: int, carrier: str = "ups", start: int = 1) -> list[dict[str, str]]:
+    """``count`` parcel dicts whose numbers start with ``prefix`` (the sandbox's outcome scheme)."""
+    return [{"carrier": carrier, "tracking_number": f"{prefix}-{i:06d}"} for i in range(start, start + count)]

@@ -16,7 +16,7 @@ if __name__ == "__main__":
     from airflow.dag_processing.dagbag import DagBag
 
     folder = os.environ["AIRFLOW__CORE__DAGS_FOLDER"]
-    dagbag = DagBag(dag_folder=folder, bundle_path=folder, include_examples=False)
+    dagbag = DagBag(dag_folder=folder, bundle_path=folder)
     if dag_id not in dagbag.dags:
         print(f"no DAG {dag_id!r} in {folder}: {dagbag.import_errors}", flush=True)
         sys.exit(2)

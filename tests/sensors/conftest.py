@@ -9,14 +9,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from helpers.tracking import numbered as parcels  # noqa: F401  (re-exported)
 
 SENSOR_CONN_ID = "parcels_sensor_test"
 WEBHOOK_CONN_ID = "parcels_test_webhook"
-
-
-def parcels(prefix: str, count: int, carrier: str = "ups", start: int = 1) -> list[dict[str, str]]:
-    """``count`` parcel dicts whose numbers start with ``prefix`` (the sandbox's outcome scheme)."""
-    return [{"carrier": carrier, "tracking_number": f"{prefix}-{i:06d}"} for i in range(start, start + count)]
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import parcels
 from helpers.dags import run_dag, task_states, xcom_pull
+from helpers.tracking import numbered as parcels
 
 COMPACT_KEYS = {"tracking_number", "carrier", "provider", "status", "error"}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import parcels
+from helpers.tracking import numbered as parcels
 
 from airflow_provider_parcels.models import InvalidParcelError
 from airflow_provider_parcels.sensors.condition import ParcelWait, coerce_parcels

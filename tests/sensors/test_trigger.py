@@ -7,7 +7,7 @@ import json
 import time
 
 import pytest
-from conftest import parcels
+from helpers.tracking import numbered as parcels
 
 from airflow_provider_parcels.triggers.parcel_status import ParcelStatusTrigger
 
