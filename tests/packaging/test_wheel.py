@@ -26,16 +26,16 @@ import pytest
 
 import airflow_provider_parcels
 
-pytestmark = pytest.mark.large
-
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "airflow_provider_parcels"
 DIST = "airflow-provider-parcels"
 #: Figures printed by tests/packaging/conftest.py at the end of the session.
 FIGURES: dict[str, str] = {}
 
-if not (ROOT / "pyproject.toml").is_file() or not (ROOT / PACKAGE).is_dir():
-    pytest.skip("needs the source checkout (this is a copy of the tests)", allow_module_level=True)
+pytestmark = [
+    pytest.mark.large,
+    pytest.mark.skipif(not (ROOT / PACKAGE).is_dir(), reason="needs the source checkout (this is a copy of the tests)"),
+]
 
 
 def run(cmd: list[str], timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:

@@ -1,0 +1,208 @@
+"""Secrets: every flow at DEBUG, and the keys appear nowhere a user or a log reader can see.
+
+For each API: tracking (sync, requests/urllib3) and ``atrack`` (async, httpx/httpcore) through
+faults (so retries log their reasons), the Test button, a refused key, the API's own extra calls
+(orders, registrations, webhooks), the trigger's ``serialize()`` and its events; then the whole
+package in one ``dag.test()`` run (tasks, XComs, a deferrable sensor). The key, the WhereParcel
+secret key and the TrackFlow webhook secret must appear in no log line (caught at DEBUG, in the
+log records and on stdout/stderr), no exception message, no ``repr()`` of a hook, no XCom value
+and no trigger ``serialize()`` or event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from pathlib import Path
+
+import pytest
+from helpers import airflow_env
+from helpers.dags import run_dag, task_states, xcom_pull
+from reliability_support import APIS, CARRIER, FAST, FIGURES, connection_json, env_name, sqlite_conn
+
+from airflow_provider_parcels.hooks import hook_class
+from airflow_provider_parcels.hooks.exceptions import ParcelApiAuthError
+from airflow_provider_parcels.hooks.trackflow import WebhookSignatureError
+from airflow_provider_parcels.models import Parcel
+from airflow_provider_parcels.triggers.parcel_status import ParcelStatusTrigger
+
+LOGGERS = ("", "urllib3", "requests", "httpx", "httpcore", "airflow_provider_parcels")
+#: Airflow's structlog loggers of the package's hooks, operators, sensors and triggers.
+STRUCTLOG_PREFIXES = (*(f"airflow.task.{kind}.airflow_provider_parcels" for kind in ("hooks", "operators")),
+                      "airflow_provider_parcels")
+FAULTS = "429=0.05,503=0.15,timeout=0.05,badjson=0.1,reset=0.05"
+#: Its first draw (0.134) is a 503: the first call, which the hook always sends alone, is retried.
+FAULT_SEED = 1
+
+
+def secrets_for(api: str) -> dict[str, str]:
+    """Distinctive credentials for ``api`` (the sandbox accepts keys that start with ``sandbox``)."""
+    tag = api[:4].upper()
+    out = {"key": f"sandbox-K3y{tag}q8Zr7w"}
+    if api == "whereparcel":
+        out["secret"] = f"S3cr3t{tag}x1Vb9Lp"
+    if api == "trackflow":
+        out["webhook_secret"] = f"whsec{tag}m4Ny6Tq"
+    return out
+
+
+WRONG_KEY = "wrong-K3yNOPEz5Ux2c"
+ALL_SECRETS = [WRONG_KEY] + [value for api in APIS for value in secrets_for(api).values()]
+
+
+@pytest.fixture
+def debug_logs(caplog):
+    """Everything at DEBUG: the stdlib loggers (the HTTP clients', the package's) and the structlog
+    loggers Airflow gives hooks and operators (their level is read when a logger is first used, so
+    the hooks of the test, made afterwards, log at DEBUG)."""
+    # Airflow's per-logger levels (core and task SDK each carry a copy of the structlog setup)
+    from airflow._shared.logging.structlog import PER_LOGGER_LEVELS as core_levels
+    from airflow.sdk._shared.logging.structlog import PER_LOGGER_LEVELS as sdk_levels
+
+    caplog.set_level(logging.DEBUG)
+    saved = {name: logging.getLogger(name).level for name in LOGGERS}
+    for name in LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    for levels in (core_levels, sdk_levels):
+        for prefix in STRUCTLOG_PREFIXES:
+            levels[prefix] = logging.DEBUG
+    yield caplog
+    for levels in (core_levels, sdk_levels):
+        for prefix in STRUCTLOG_PREFIXES:
+            del levels[prefix]
+    for name, level in saved.items():
+        logging.getLogger(name).setLevel(level)
+
+
+def assert_no_secret(texts: dict[str, str], secrets: list[str]) -> None:
+    for where, text in texts.items():
+        for secret in secrets:
+            assert secret not in text, f"{secret!r} appears in {where}"
+
+
+def secret_conn(sandbox, api: str, conn_id: str, monkeypatch, key: str | None = None, **extra) -> None:
+    values = secrets_for(api)
+    if "webhook_secret" in values:
+        extra.setdefault("webhook_secret", values["webhook_secret"])
+    monkeypatch.setenv(env_name(conn_id), connection_json(sandbox, api, key=key or values["key"],
+                                                          secret=values.get("secret"), **extra))
+
+
+def run_trigger(trigger: ParcelStatusTrigger) -> list[dict]:
+    async def collect() -> list[dict]:
+        return [event.payload async for event in trigger.run()]
+
+    return asyncio.run(collect())
+
+
+def _extra_calls(api: str, hook) -> list[str]:
+    """Each API's calls beyond tracking; returns what they gave back, as text."""
+    out = []
+    if api == "parcellab":
+        out.append(repr(hook.upsert_orders([{"order_number": "REL-SEC-1", "recipient_email": "_unset"},
+                                            {"order_number": "REL-SEC-2", "recipient_email": "not-an-email"}])))
+        out.append(repr(hook.get_order("REL-SEC-1")))
+        out.append(repr(list(hook.list_orders(page_size=50))[:3]))
+    elif api == "trackingmore":
+        out.append(repr(hook.create_trackings([{"carrier": "usps", "tracking_number": "NEWDLVSEC001"},
+                                               {"carrier": "usps", "tracking_number": "bad number"}])))
+    elif api == "whereparcel":
+        try:
+            out.append(repr(hook.register_webhook("https://example.com/hook", parcel=Parcel("kr.cj", "DLVSEC0001"))))
+        except Exception as err:  # a fault may refuse it: the message is checked like any other
+            out.append(repr(err))
+    elif api == "trackflow":
+        for signature in (None, "sha256=00", "deadbeef"):
+            with pytest.raises(WebhookSignatureError) as err:
+                hook.verify_webhook(b'{"tracking_number": "DLVSEC0001"}', signature, timestamp=str(time.time()))
+            out.append(repr(err.value) + str(err.value))
+    return out
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_no_secret_in_logs_errors_reprs_or_trigger_at_debug(api, sandbox, monkeypatch, debug_logs, capfd):
+    sandbox.configure(faults=FAULTS, seed=FAULT_SEED, timeout_delay=0.5)
+    secret_conn(sandbox, api, "rel_secret", monkeypatch, timeout=0.3, max_retries=3, **FAST)
+    secret_conn(sandbox, api, "rel_wrong", monkeypatch, key=WRONG_KEY, max_retries=0, **FAST)
+    cls = hook_class(api)
+    hook = cls("rel_secret")
+    parcels = [{"carrier": CARRIER[api], "tracking_number": f"{p}SEC{i:05d}"}
+               for i, p in enumerate(["DLV", "TRN", "NFD", "EXC", "RL", "RL"])]
+    texts: dict[str, str] = {}
+
+    results = hook.track(parcels)
+    results += asyncio.run(cls("rel_secret").atrack(parcels))
+    texts["results"] = json.dumps([r.to_dict() for r in results], default=str)
+    texts["test_connection"] = repr(hook.test_connection())
+    texts["extra calls"] = "\n".join(_extra_calls(api, hook))
+    texts["repr(hook)"] = repr(hook) + str(hook) + repr(hook.settings)
+
+    sandbox.configure(faults="")
+    wrong = cls("rel_wrong")
+    with pytest.raises(ParcelApiAuthError) as sync_err:
+        wrong.track(parcels)
+    with pytest.raises(ParcelApiAuthError) as async_err:
+        asyncio.run(cls("rel_wrong").atrack(parcels))
+    texts["auth errors"] = "\n".join(f"{e!s} {e!r} {e.args!r}" for e in (sync_err.value, async_err.value))
+    texts["wrong test_connection"] = repr(wrong.test_connection())
+    texts["repr(wrong hook)"] = repr(wrong)
+    assert "'rel_wrong'" in str(sync_err.value)
+
+    trigger_kwargs = {"conn_type": api, "parcels": parcels[:2], "poll_interval": 0.01, "end_time": time.time() + 60,
+                      "hook_params": {"max_retries": 0}}
+    good_trigger = ParcelStatusTrigger(conn_id="rel_secret", target_statuses=("delivered", "in_transit"),
+                                       **trigger_kwargs)
+    bad_trigger = ParcelStatusTrigger(conn_id="rel_wrong", **trigger_kwargs)
+    texts["trigger serialize"] = json.dumps([good_trigger.serialize(), bad_trigger.serialize()])
+    good_events, bad_events = run_trigger(good_trigger), run_trigger(bad_trigger)
+    assert good_events[0]["status"] == "success" and bad_events[0]["status"] == "error", (good_events, bad_events)
+    texts["trigger events"] = json.dumps(good_events + bad_events, default=str)
+    texts["trigger serialize after run"] = json.dumps([good_trigger.serialize(), bad_trigger.serialize()])
+
+    captured = capfd.readouterr()
+    texts["log records"] = "\n".join(f"{r.name} {r.getMessage()} {r.exc_text or ''}" for r in debug_logs.records)
+    texts["stdout/stderr"] = captured.out + captured.err
+    names = {r.name for r in debug_logs.records}
+    assert {"urllib3.connectionpool", "httpx"} <= names, f"DEBUG logging captured too little: {sorted(names)}"
+    assert "retry 1 after" in texts["stdout/stderr"], "the hook's DEBUG retry lines were not captured"
+    assert_no_secret(texts, ALL_SECRETS)
+    FIGURES.setdefault("secrets_checked", {})[api] = sorted(texts)
+
+
+def test_no_secret_in_a_whole_dag_run_xcoms_task_logs_and_sensor(sandbox, monkeypatch, debug_logs, capfd,
+                                                                 tmp_path, airflow_db):
+    sandbox.configure(faults="503=0.1,badjson=0.05,reset=0.05", seed=3)
+    for api in APIS:
+        secret_conn(sandbox, api, f"rel_secret_{api}", monkeypatch, **FAST)
+    secret_conn(sandbox, "shipengine", "rel_secret_wrong", monkeypatch, key=WRONG_KEY, **FAST)
+    monkeypatch.setenv(env_name("rel_secret_wh"), sqlite_conn(tmp_path / "wh.db"))
+    started = time.time()
+    conf = {
+        "parcels": {api: [{"carrier": CARRIER[api], "tracking_number": f"{p}DAG{i:04d}"}
+                          for i, p in enumerate(["DLV", "NFD", "RL", "EXC"])] for api in APIS},
+        "orders": [{"order_number": f"REL-DAG-{i}", "recipient_email": "_unset"} for i in range(3)],
+        "register": [{"carrier": "usps", "tracking_number": f"NEWDAG{i:04d}"} for i in range(3)],
+        "wait": [{"carrier": "ups", "tracking_number": f"POLLD1DAG{i:03d}"} for i in range(2)],
+    }
+    run = run_dag("reliability_secrets", conf=conf)
+    states = task_states(run)
+    expected = {f"track_{api}": "success" for api in APIS}
+    expected.update(orders="success", register="success", wait="success", wrong_key="failed")
+    assert states == expected
+    for api in APIS:
+        assert sandbox.stats()[api]["requests"] > 0
+    assert sandbox.stats()["trackflow"]["by_endpoint"], "the sensor never asked"
+
+    texts = {f"xcom {task}": json.dumps(xcom_pull(run, task), default=str) for task in states}
+    assert all(texts[f"xcom track_{api}"] != "null" for api in APIS)
+    captured = capfd.readouterr()
+    texts["log records"] = "\n".join(f"{r.name} {r.getMessage()} {r.exc_text or ''}" for r in debug_logs.records)
+    texts["stdout/stderr"] = captured.out + captured.err
+    # the refused key's task failed with a message naming the connection (and only that)
+    assert "refused the credentials of connection 'rel_secret_wrong'" in texts["stdout/stderr"] + texts["log records"]
+    for path in Path(airflow_env.home(), "logs").rglob("*"):
+        if path.is_file() and path.stat().st_mtime >= started - 1:
+            texts[f"log file {path.name}"] = path.read_text(errors="replace")
+    assert_no_secret(texts, ALL_SECRETS)
