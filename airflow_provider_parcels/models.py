@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
+from functools import cached_property
 from typing import Any
 
 #: The longest tracking number we accept. The longest carrier formats in use are 34 characters
@@ -244,7 +245,7 @@ class TrackingEvent:
     location: str | None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
-    @property
+    @cached_property
     def event_id(self) -> str:
         """A stable hash of the event's content: the same scan always gets the same id."""
         content = "\x1f".join(

@@ -235,8 +235,8 @@ def markdown(result: dict[str, Any]) -> list[str]:
         f"answer time per item, window {result['window_seconds']:.0f} s. Goal: hook ≥ {GOAL}.",
         "",
         "| API | batch | unit | answer s | hook | operator path (chunks of 1000) | sequential baseline "
-        "| hook 429s | hook ÷ baseline |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| hook ÷ baseline | 429s | errors |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in result["rows"]:
         hook, op, base = row["hook"], row["operator"], row["baseline"]
@@ -244,6 +244,6 @@ def markdown(result: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {row['api']} | {row['batch']} | {row['unit']} | {row['answer_seconds']:g} | "
             f"{fmt(hook['fraction'], 3)} | {fmt(op['fraction'], 3)} | {fmt(base['fraction'], 3)} | "
-            f"{hook['rate_limited'] + op['rate_limited']} | {fmt(ratio, 1)}x |"
+            f"{fmt(ratio, 1)}x | {hook['rate_limited'] + op['rate_limited']} | {hook['errors'] + op['errors']} |"
         )
     return lines

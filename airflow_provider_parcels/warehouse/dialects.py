@@ -82,6 +82,8 @@ class Dialect:
     supports_schema: ClassVar[bool] = True
     status_index: ClassVar[bool] = True
     has_bulk_path: ClassVar[bool] = False
+    #: Whether text columns can hold the NUL character (else it is loaded as U+FFFD).
+    text_allows_nul: ClassVar[bool] = True
     #: Whether ``INSERT INTO x AS t`` is accepted (else the upsert refers to the bare table name).
     target_alias: ClassVar[bool] = True
     max_params: ClassVar[int] = 32766
@@ -304,6 +306,7 @@ class PostgresDialect(Dialect):
     name = "postgres"
     placeholder = "%s"
     has_bulk_path = True
+    text_allows_nul = False
     max_params = 65535
     copy_types: ClassVar[dict[str, str]] = {TEXT: "text", INT: "int4", TS: "timestamptz"}
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_parcels.models import TrackingResult
 from airflow_provider_parcels.warehouse import queries
 from airflow_provider_parcels.warehouse.dialects import Dialect, TableNames, dialect_for
-from airflow_provider_parcels.warehouse.rows import PARCELS, TABLES, build_rows
+from airflow_provider_parcels.warehouse.rows import EVENTS, PARCELS, TABLES, build_rows, has_nul, replace_nul
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
@@ -203,6 +203,20 @@ class ParcelWarehouse:
         if not parcels:
             return LoadCounts()
         self.ensure_tables()
+        try:
+            counts = self._write(parcels, events)
+        except Exception:
+            # Checked only after a failure, so the common case pays nothing for it.
+            if dialect.text_allows_nul or not (has_nul(parcels) or has_nul(events)):
+                raise
+            log.warning("%s text cannot hold NUL characters: loading them as U+FFFD", dialect.name)
+            counts = self._write(replace_nul(parcels, len(PARCELS.key)), replace_nul(events, len(EVENTS.key)))
+        log.info("Loaded %d parcels into %s: %s", len(parcels), self.table_name(PARCELS.name), counts.to_dict())
+        return counts
+
+    def _write(self, parcels: list[tuple[Any, ...]], events: list[tuple[Any, ...]]) -> LoadCounts:
+        """Write mapped, de-duplicated rows in one transaction."""
+        dialect = self.dialect
         bulk = dialect.has_bulk_path
         with self.transaction() as (conn, cur):
             inserted, updated, unchanged = dialect.upsert_parcels(
@@ -211,9 +225,7 @@ class ParcelWarehouse:
             events_inserted, events_unchanged = dialect.insert_events(
                 conn, cur, self.names, events, bulk and len(events) >= self.copy_threshold
             )
-        counts = LoadCounts(inserted, updated, unchanged, events_inserted, events_unchanged)
-        log.info("Loaded %d parcels into %s: %s", len(parcels), self.table_name(PARCELS.name), counts.to_dict())
-        return counts
+        return LoadCounts(inserted, updated, unchanged, events_inserted, events_unchanged)
 
     # reads --------------------------------------------------------------------------------
     def open_parcels(self, provider: str | None = None, batch_size: int = 10_000) -> Iterator[dict[str, Any]]:

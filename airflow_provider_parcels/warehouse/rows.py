@@ -245,3 +245,21 @@ def build_rows(results: Iterable[TrackingResult], ts: TsAdapter) -> tuple[list[t
                 _json(event.raw or {}),
             )
     return parcels, list(events.values())
+
+
+NUL = "\x00"
+
+
+def has_nul(rows: Iterable[tuple[Any, ...]]) -> bool:
+    """Whether any text value holds a NUL character (PostgreSQL text cannot)."""
+    return any(NUL in value for row in rows for value in row if isinstance(value, str))
+
+
+def replace_nul(rows: Iterable[tuple[Any, ...]], key_width: int) -> list[tuple[Any, ...]]:
+    """``rows`` with NUL characters replaced by U+FFFD, de-duplicated by key again (the last wins)."""
+    cleaned: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    for row in rows:
+        if any(isinstance(value, str) and NUL in value for value in row):
+            row = tuple(value.replace(NUL, "\ufffd") if isinstance(value, str) else value for value in row)
+        cleaned[row[:key_width]] = row
+    return list(cleaned.values())

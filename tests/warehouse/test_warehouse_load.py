@@ -205,3 +205,17 @@ def test_concurrent_loads_of_the_same_parcels_keep_the_newest(make_warehouse):
 def test_empty_load_does_nothing(wh):
     assert wh.load([]) == LoadCounts()
     assert wh.load(iter(())) == LoadCounts()
+
+
+def test_nul_characters_do_not_lose_the_chunk(wh):
+    """PostgreSQL text cannot hold NUL: those values load as U+FFFD; SQLite keeps them."""
+    bad_key = replace(result(9), tracking_number="TN\x00BAD", status=ParcelStatus.UNKNOWN)
+    bad_text = replace(result(1, text="bad\x00text"), events=(event(1, "De\x00livered"),))
+    counts = wh.load([result(0), bad_text, bad_key, result(2)])
+    assert counts.inserted == 4
+    nul = "\x00" if wh.dialect.text_allows_nul else "\ufffd"
+    rows = by_number(wh)
+    assert set(rows) == {"TN0000000", "TN0000002", "TN0000001", f"TN{nul}BAD"}
+    assert rows["TN0000001"]["status_text"] == f"bad{nul}text"
+    assert f"De{nul}livered" in {e[8] for e in wh.dump(EVENTS)}
+    assert wh.load([result(0), bad_text, bad_key, result(2)]).unchanged == 4

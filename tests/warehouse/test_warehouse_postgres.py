@@ -66,3 +66,14 @@ def test_copy_path_and_values_path_give_identical_tables(postgres_conn_id, monke
     for table in ("parcel_tracking", "parcel_tracking_events"):
         assert bulk.dump(table) == small.dump(table)
     assert len(bulk.dump("parcel_tracking")) == 1500
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_nul_character_on_the_copy_path(postgres_conn_id, driver):
+    hook = psycopg2_hook(postgres_conn_id) if driver == "psycopg2" else None
+    wh = ParcelWarehouse(postgres_conn_id, hook=hook)
+    data = mixed(1500)
+    data[700] = replace(data[700], status_text="nul\x00here")
+    assert wh.load(data).inserted == 1500
+    rows = {row[2]: row for row in wh.dump("parcel_tracking")}
+    assert rows[data[700].tracking_number][6] == "nul\ufffdhere"
