@@ -237,6 +237,12 @@ def markdown(payload: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------ running
+def _say(line: str) -> None:
+    """One line to stdout in one write (sections print from several threads)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 class Suite:
     """Runs sections, keeps their results or their tracebacks."""
 
@@ -249,7 +255,7 @@ class Suite:
     def run(self, name: str) -> None:
         if name not in self.only:
             return
-        print(f"== {name}: start", flush=True)
+        _say(f"== {name}: start")
         started = time.monotonic()
         try:
             result: Any = {"result": _runner(name)(self.quick)}
@@ -257,7 +263,7 @@ class Suite:
             result = {"error": traceback.format_exc()}
             print(f"== {name}: CRASHED\n{result['error']}", file=sys.stderr, flush=True)
         result["seconds"] = round(time.monotonic() - started, 1)
-        print(f"== {name}: done in {result['seconds']} s", flush=True)
+        _say(f"== {name}: done in {result['seconds']} s")
         with self.lock:
             self.sections[name] = result
 

@@ -43,7 +43,6 @@ def test_smoke_dag_passes_xcom_and_reads_env_connection(monkeypatch):
     }
 
 
-@pytest.mark.smoke
 def test_failing_task_fails_the_run_and_runs_failure_callbacks(tmp_path: Path):
     callback_file = tmp_path / "callbacks.jsonl"
     dag_run = run_dag("infra_failure", conf={"callback_file": str(callback_file)})

@@ -17,7 +17,7 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -147,6 +147,11 @@ class ParcelTrackingHook(BaseHook):
         :param extra: its extras as a dict.
         :raises ParcelConnectionError: missing credential or a bad extra, naming the field.
         """
+        if not isinstance(extra, Mapping):
+            raise ParcelConnectionError(
+                f"connection {self.conn_id!r} ({self.conn_type}): extra must be a JSON object, "
+                f"got {type(extra).__name__}"
+            )
         for field, label in self.required_credentials:
             if not (getattr(conn, field, None) or "").strip():
                 raise ParcelConnectionError(
@@ -193,11 +198,12 @@ class ParcelTrackingHook(BaseHook):
     @classmethod
     async def for_trigger(cls, conn_id: str | None = None, **kwargs: Any) -> ParcelTrackingHook:
         """A hook configured on an event loop (the triggerer), without blocking it."""
-        from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+        from airflow.providers.common.compat.connection import get_async_connection
 
         hook = cls(conn_id, **kwargs)
-        conn = await get_async_connection(hook.conn_id, hook)
-        hook.configure(conn, await get_async_extra_dejson(conn))
+        # one argument: the hook= parameter came with common-compat 1.20 (the last for Python 3.10)
+        conn = await get_async_connection(hook.conn_id)
+        hook.configure(conn, await _async_extra_dejson(conn))
         return hook
 
     def auth_headers(self) -> dict[str, str]:
@@ -269,7 +275,7 @@ class ParcelTrackingHook(BaseHook):
         ``ParcelApiAuthError`` (401/403), ``RetryableApiError`` (429, 5xx, bad JSON, quota
         envelopes) or ``RequestRejected`` (400/404 and other client errors).
         """
-        self.observe_rate_headers(response)
+        self.observe_rate_headers(response, request.cost)
         status = response.status_code
         if status in (401, 403):
             raise ParcelApiAuthError(self.auth_failure_message(response))
@@ -323,14 +329,15 @@ class ParcelTrackingHook(BaseHook):
             self.limiter.learn_from_refusal(announced_limit(response), wait)
         return RetryableApiError("rate_limited", f"{self.hook_name} refused the request: {reason}", wait)
 
-    def observe_rate_headers(self, response: ApiResponse) -> None:
+    def observe_rate_headers(self, response: ApiResponse, cost: float = 1.0) -> None:
         """Follow the API's own count of its window: spread what is left, or wait for the reset."""
         remaining = remaining_quota(response)
         if remaining is None or response.status_code == 429:
             return
+        self.limiter.note_remaining(remaining, cost)
         reset_in = wait_from_headers(response)
         # only per-minute style windows: a monthly counter must not slow a run to a crawl
-        if reset_in is not None and 0 < reset_in <= FOLLOWED_WINDOW_SECONDS:
+        if reset_in is not None and 0 < reset_in <= FOLLOWED_WINDOW_SECONDS and not self.limiter.configured:
             self.limiter.follow_window(remaining - self.stats.in_flight, reset_in)
 
     # ------------------------------------------------------------------ public API
@@ -371,20 +378,35 @@ class ParcelTrackingHook(BaseHook):
         total = len(parcels) if hasattr(parcels, "__len__") else None
         self.stats.reset(total)
         index = 0
+        ahead: _ChunkInFlight | None = None
+        following: _ChunkInFlight | None = None
         try:
-            while chunk := list(islice(items, chunk_size)):
-                yield from self.track_chunk(chunk, first_index=index)
+            while True:
+                # The next chunk is sent before this one is collected, so no chunk boundary
+                # leaves the quota idle while the last answers of a chunk come in.
+                chunk = list(islice(items, chunk_size))
+                following = self._submit_chunk(chunk, index) if chunk else None
                 index += len(chunk)
-                self.stats.maybe_log(self.log, self.hook_name)
+                if ahead is not None:
+                    yield from self._collect(ahead)
+                    self.stats.maybe_log(self.log, self.hook_name)
+                if following is None:
+                    break
+                ahead, following = following, None
         finally:
+            for flight in (ahead, following):
+                if flight is not None:
+                    flight.cancel()
             if self.stats.requests:
                 self.stats.maybe_log(self.log, self.hook_name, force=True)
 
     def track_chunk(self, chunk: Sequence[Any], first_index: int = 0) -> list[TrackingResult]:
-        """Track one chunk on this thread's pool; results in input order."""
-        unique, slots, invalid = self.plan_chunk(chunk, first_index)
-        answers = self._run(list(self.build_track_requests(unique)))
-        return self.assemble(slots, invalid, answers)
+        """Track one chunk on this hook's pool; results in input order."""
+        return self._collect(self._submit_chunk(chunk, first_index))
+
+    def after_chunk(self, results: list[TrackingResult]) -> list[TrackingResult]:
+        """A chunk's results before they are handed out (TrackingMore registers missing numbers)."""
+        return results
 
     async def atrack(self, parcels: Sequence[Parcel | Mapping[str, Any]]) -> list[TrackingResult]:
         """The async twin of :meth:`track` for the triggerer: same batching, parsing and quota."""
@@ -409,7 +431,7 @@ class ParcelTrackingHook(BaseHook):
                 invalid[offset] = self.invalid_result(item, str(err))
                 slots.append((None, offset))
                 continue
-            unique.setdefault(parcel.key, parcel)
+            unique.setdefault(_fold(parcel.key), parcel)
             slots.append((parcel, offset))
         return list(unique.values()), slots, invalid
 
@@ -431,14 +453,18 @@ class ParcelTrackingHook(BaseHook):
         invalid: dict[int, TrackingResult],
         answers: Mapping[_Key, TrackingResult],
     ) -> list[TrackingResult]:
+        folded = {_fold(key): answer for key, answer in answers.items()}
         out = []
         for parcel, offset in slots:
             if parcel is None:
                 out.append(invalid[offset])
                 continue
-            answer = answers[parcel.key]
-            if answer.client_id != parcel.client_id:
-                answer = dataclasses.replace(answer, client_id=parcel.client_id)
+            answer = folded[_fold(parcel.key)]
+            if (answer.carrier, answer.tracking_number, answer.client_id) != (
+                parcel.carrier, parcel.tracking_number, parcel.client_id
+            ):
+                answer = dataclasses.replace(answer, carrier=parcel.carrier, tracking_number=parcel.tracking_number,
+                                             client_id=parcel.client_id)
             out.append(answer)
         return out
 
@@ -480,7 +506,7 @@ class ParcelTrackingHook(BaseHook):
         wait = self.limiter.reserve(request.cost)
         if wait > 0:
             time.sleep(wait)
-        self.stats.add(requests=1, in_flight=1)
+        self.stats.add(requests=1, in_flight=request.cost)
         self.limiter.record(request.cost)
         try:
             response = self.get_conn().request(
@@ -495,7 +521,7 @@ class ParcelTrackingHook(BaseHook):
         except requests.RequestException as err:
             raise self.unreachable("connection_error", err) from None
         finally:
-            self.stats.add(in_flight=-1)
+            self.stats.add(in_flight=-request.cost)
         return ApiResponse(response.status_code, response.headers, response.content)
 
     def unreachable(self, code: str, error: Exception | None = None) -> RetryableApiError:
@@ -537,28 +563,32 @@ class ParcelTrackingHook(BaseHook):
         self._note_done(request)
         return results
 
-    def _run(self, batch_requests: list[ApiRequest]) -> dict[_Key, TrackingResult]:
-        answers: dict[_Key, TrackingResult] = {}
-        pending = list(batch_requests)
-        if pending and not self._verified:
-            # The first call goes alone: a wrong key is then sent once, not max_concurrency times.
-            for result in self.execute_request(pending.pop(0)):
-                answers[result.key[1:]] = result
-            self._verified = True
-        if not pending:
-            return answers
+    @property
+    def executor(self) -> ThreadPoolExecutor:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self.settings.max_concurrency, thread_name_prefix=self.provider)
-        futures = [self._executor.submit(self.execute_request, r) for r in pending]
+        return self._executor
+
+    def _submit_chunk(self, chunk: Sequence[Any], first_index: int) -> _ChunkInFlight:
+        unique, slots, invalid = self.plan_chunk(chunk, first_index)
+        pending = list(self.build_track_requests(unique))
+        flight = _ChunkInFlight(slots, invalid)
+        if pending and not self._verified:
+            # The first call goes alone: a wrong key is then sent once, not max_concurrency times.
+            flight.add(self.execute_request(pending.pop(0)))
+            self._verified = True
+        flight.futures = [self.executor.submit(self.execute_request, r) for r in pending]
+        return flight
+
+    def _collect(self, flight: _ChunkInFlight, finish: bool = True) -> list[TrackingResult]:
         try:
-            for future in futures:
-                for result in future.result():
-                    answers[result.key[1:]] = result
+            for future in flight.futures:
+                flight.add(future.result())
         except BaseException:
-            for future in futures:
-                future.cancel()
+            flight.cancel()
             raise
-        return answers
+        results = self.assemble(flight.slots, flight.invalid, flight.answers)
+        return self.after_chunk(results) if finish else results
 
     def close(self) -> None:
         """Release the session and the thread pool."""
@@ -582,7 +612,7 @@ class ParcelTrackingHook(BaseHook):
         wait = self.limiter.reserve(request.cost)
         if wait > 0:
             await asyncio.sleep(wait)
-        self.stats.add(requests=1, in_flight=1)
+        self.stats.add(requests=1, in_flight=request.cost)
         self.limiter.record(request.cost)
         try:
             response = await client.request(
@@ -593,7 +623,7 @@ class ParcelTrackingHook(BaseHook):
         except httpx.HTTPError as err:
             raise self.unreachable("connection_error", err) from None
         finally:
-            self.stats.add(in_flight=-1)
+            self.stats.add(in_flight=-request.cost)
         return ApiResponse(response.status_code, response.headers, response.content)
 
     async def aexecute_request(self, client: httpx.AsyncClient, request: ApiRequest) -> list[TrackingResult]:
@@ -658,6 +688,42 @@ class ParcelTrackingHook(BaseHook):
         if response.status_code in self.test_accept:
             return True, f"{self.hook_name} accepted the credentials of connection {self.conn_id!r}"
         return False, f"{self.hook_name} answered HTTP {response.status_code} at {self.test_request.path}"
+
+
+@dataclasses.dataclass
+class _ChunkInFlight:
+    """A chunk whose requests are on the pool: where each answer goes, and the futures."""
+
+    slots: list[tuple[Parcel | None, int]]
+    invalid: dict[int, TrackingResult]
+    answers: dict[_Key, TrackingResult] = dataclasses.field(default_factory=dict)
+    futures: list[Future] = dataclasses.field(default_factory=list)
+
+    def add(self, results: Iterable[TrackingResult]) -> None:
+        for result in results:
+            self.answers[(result.carrier, result.tracking_number)] = result
+
+    def cancel(self) -> None:
+        for future in self.futures:
+            future.cancel()
+
+
+async def _async_extra_dejson(conn: Any) -> dict[str, Any]:
+    """A connection's extras read without blocking the event loop, on any common-compat version."""
+    try:
+        from airflow.providers.common.compat.connection import get_async_extra_dejson
+    except ImportError:  # common-compat < 1.21
+        if hasattr(conn, "aextra_dejson"):
+            return await conn.aextra_dejson()
+        from asgiref.sync import sync_to_async
+
+        return await sync_to_async(lambda: conn.extra_dejson)()
+    return await get_async_extra_dejson(conn)
+
+
+def _fold(key: _Key) -> _Key:
+    """A parcel key for asking the API: tracking numbers (and carrier codes) ignore case there."""
+    return (key[0].lower(), key[1].upper())
 
 
 def _rows(parcels: Any) -> Iterator[Any]:

@@ -31,6 +31,7 @@ class RateLimiter:
         self._window_until = 0.0
         self._sent: deque[tuple[float, float]] = deque(maxlen=20_000)
         self.learned = False
+        self._limit_seen = 0.0
         self.safety_margin = safety_margin
         self.requests_per_minute = requests_per_minute
 
@@ -54,10 +55,20 @@ class RateLimiter:
             self._next_free = start + cost * interval
             return start - now
 
+    @property
+    def configured(self) -> bool:
+        """Whether the quota was given (plan or ``requests_per_minute``) rather than unknown or learned."""
+        return self._rpm is not None and not self.learned
+
     def record(self, cost: float = 1.0) -> None:
         """Note that a request of ``cost`` units leaves now (to learn an unknown window)."""
         with self._lock:
             self._sent.append((time.monotonic(), cost))
+
+    def note_remaining(self, remaining: float, cost: float) -> None:
+        """Remember the largest window an answer implied (``remaining`` plus what it used)."""
+        with self._lock:
+            self._limit_seen = max(self._limit_seen, remaining + cost)
 
     def learn_from_refusal(self, limit: float | None, wait: float | None) -> None:
         """
@@ -65,12 +76,14 @@ class RateLimiter:
         oldest of our last ``limit`` units leaves its window in ``wait`` seconds, which dates the
         window's length. From then on requests are paced at ``limit`` per window.
 
-        :param limit: ``X-RateLimit-Limit`` of the refusal.
+        :param limit: ``X-RateLimit-Limit`` of the refusal; when the API sends none (TrackFlow),
+            the largest window seen in ``X-RateLimit-Remaining`` stands in.
         :param wait: the wait the refusal asked for.
         """
-        if not limit or wait is None:
-            return
         with self._lock:
+            limit = limit or self._limit_seen
+            if not limit or wait is None:
+                return
             if self._rpm is not None and not self.learned:
                 return
             now, total, oldest = time.monotonic(), 0.0, None

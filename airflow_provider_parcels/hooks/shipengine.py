@@ -74,6 +74,8 @@ class ShipEngineHook(ParcelTrackingHook):
 
     def parse_track_response(self, request: ApiRequest, body: Any) -> list[TrackingResult]:
         (parcel,) = request.parcels
+        if "status_code" not in body:
+            raise ValueError("no status_code in the answer")
         code = text(body.get("status_code"))
         events = dedupe_events(self._event(e) for e in body.get("events") or () if isinstance(e, Mapping))
         status = self.status_map(code)

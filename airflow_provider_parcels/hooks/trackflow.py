@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -178,6 +179,8 @@ class TrackFlowHook(ParcelTrackingHook):
                 sent = float(timestamp)
             except ValueError:
                 raise WebhookSignatureError("malformed webhook timestamp") from None
+            if not math.isfinite(sent):
+                raise WebhookSignatureError("malformed webhook timestamp")
             if abs(time.time() - sent) > tolerance:
                 raise WebhookSignatureError("webhook timestamp outside the tolerance (replay?)")
             message = f"{timestamp}.".encode() + body
@@ -193,6 +196,8 @@ class TrackFlowHook(ParcelTrackingHook):
         item = payload.get("data", payload) if isinstance(payload, Mapping) else {}
         if not isinstance(item, Mapping):
             raise WebhookSignatureError("webhook body holds no shipment")
+        if not item.get("tracking_number"):
+            raise WebhookSignatureError("webhook body holds no tracking_number")
         carrier_field = item.get("carrier")
         code = carrier or (carrier_field.get("code") if isinstance(carrier_field, Mapping) else carrier_field)
         parcel = Parcel(carrier=str(code or "unknown"), tracking_number=str(item.get("tracking_number")))

@@ -186,8 +186,8 @@ class TrackingMoreHook(ParcelTrackingHook):
 
     # ------------------------------------------------------------------ registration
 
-    def track_chunk(self, chunk: Sequence[Any], first_index: int = 0) -> list[TrackingResult]:
-        results = super().track_chunk(chunk, first_index)
+    def after_chunk(self, results: list[TrackingResult]) -> list[TrackingResult]:
+        """With ``register_missing``, register the numbers the account lacks and track them again."""
         if not self.register_missing:
             return results
         missing = [
@@ -198,7 +198,7 @@ class TrackingMoreHook(ParcelTrackingHook):
         if not missing:
             return results
         self.create_trackings(missing)
-        again = {r.key: r for r in super().track_chunk(missing)}
+        again = {r.key: r for r in self._collect(self._submit_chunk(missing, 0), finish=False)}
         return [again.get(r.key, r) for r in results]
 
     def create_trackings(self, parcels: Sequence[Parcel | Mapping[str, Any]],

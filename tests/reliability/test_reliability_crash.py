@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,8 @@ class DagProcess:
         # A metadata database of its own (a copy of the session's): two dag.test() processes
         # syncing the DAGs folder into one SQLite database at once collide on its dag table.
         metadata = log.with_suffix(".airflow.db")
-        with sqlite3.connect(airflow_env.home() / "airflow.db") as source, sqlite3.connect(metadata) as target:
+        with closing(sqlite3.connect(airflow_env.home() / "airflow.db")) as source, \
+                closing(sqlite3.connect(metadata)) as target:
             source.backup(target)
         env = {**os.environ, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{metadata}"}
         self.proc = subprocess.Popen([sys.executable, str(RUNNER), dag_id, json.dumps(conf)], env=env,
@@ -91,7 +93,7 @@ def count_rows(db: Path, table: str = "parcel_tracking") -> int:
     if not db.exists():
         return 0
     try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as conn:
             return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     except sqlite3.OperationalError:  # no table yet, or a writer holds the lock this instant
         return 0

@@ -196,7 +196,7 @@ def check_failures_are_error_rows(run: Run) -> None:
             assert row["error_code"] in (None, "not_found"), row
     # retries are bounded but real: only a small share of parcels may run out of attempts
     failed = sum(count for code, count in codes.items() if code in FAULT_CODES)
-    assert failed <= 0.05 * len(run.parcels), codes
+    assert failed <= 0.10 * len(run.parcels), codes
     assert run.faulty_summary["api"]["retries"] > 0
     assert run.faulty_summary["errors"] == sum(count for code, count in codes.items() if code is not None)
     # the fault-free run had no transport error at all
