@@ -125,22 +125,23 @@ def wait_from_headers(response: ApiResponse, now: float | None = None) -> float 
     return None
 
 
-def announced_limit(response: ApiResponse) -> float | None:
-    """The quota an answer announces in ``X-RateLimit-Limit``, if any."""
-    value = response.header("X-RateLimit-Limit")
+def number_header(response: ApiResponse, name: str) -> float | None:
+    """A numeric header (``X-RateLimit-Limit``, ``X-RateLimit-Remaining``), or ``None``."""
+    value = response.header(name)
     try:
         return float(value) if value not in (None, "") else None
     except ValueError:
         return None
+
+
+def announced_limit(response: ApiResponse) -> float | None:
+    """The quota an answer announces in ``X-RateLimit-Limit``, if any."""
+    return number_header(response, "X-RateLimit-Limit")
 
 
 def remaining_quota(response: ApiResponse) -> float | None:
     """What ``X-RateLimit-Remaining`` says is left of the current window, if the answer says."""
-    value = response.header("X-RateLimit-Remaining")
-    try:
-        return float(value) if value not in (None, "") else None
-    except ValueError:
-        return None
+    return number_header(response, "X-RateLimit-Remaining")
 
 
 @dataclass(frozen=True)
