@@ -34,7 +34,6 @@ import json
 import os
 import queue
 import re
-import secrets
 import signal
 import sqlite3
 import subprocess
@@ -46,6 +45,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TextIO
+
+from airflow_provider_parcels.sandbox.airflow_home import isolated_airflow_env
 
 ROOT = Path(__file__).resolve().parent.parent
 DAGS_FOLDER = ROOT / "example_dags"
@@ -238,18 +239,7 @@ class Webhook:
 def airflow_environment(home: Path, sandbox: Sandbox, webhook: Webhook, warehouse: Path) -> dict[str, str]:
     """Everything Airflow and the DAGs read from the environment (set before importing airflow)."""
     airflow_home = home / "airflow"
-    env = {
-        "AIRFLOW_HOME": str(airflow_home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(airflow_home / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
-        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(airflow_home / "logs"),
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-        "AIRFLOW__SECRETS__BACKEND": "",
-        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
-    }
+    env = isolated_airflow_env(airflow_home, DAGS_FOLDER, log_level="INFO")
     for api in APIS:
         conn = dict(sandbox.connections[api])
         conn["extra"] = {**conn.get("extra", {}), "requests_per_minute": DEMO_REQUESTS_PER_MINUTE}

@@ -256,15 +256,7 @@ class SandboxServer:
         :param key: the API key (``sandbox-<plan>`` enforces a plan).
         :param extra: connection extras (parcelLab gets ``account=1`` unless given).
         """
-        conn: dict[str, Any] = {"conn_type": api, "host": self.base_url(api)}
-        if api == "whereparcel":
-            conn.update(login=key, password=WHEREPARCEL_SECRET)
-        else:
-            conn["password"] = key
-        if api == "parcellab":
-            extra.setdefault("account", 1)
-        conn["extra"] = dict(extra)
-        return conn
+        return sandbox_connection(api, self.base_url(api), key, **extra)
 
     def conn_env(self, api: str, key: str = DEFAULT_KEY, conn_id: str | None = None, **extra: Any) -> tuple[str, str]:
         """``("AIRFLOW_CONN_<CONN_ID>", json)`` for an environment variable (default conn id ``<api>_default``)."""
@@ -291,3 +283,23 @@ class SandboxServer:
     def configure(self, **settings: Any) -> None:
         """Change settings at run time, e.g. ``configure(rpm=10, faults="503=0.2", seed=1)``."""
         self.app.configure(**settings)
+
+
+def sandbox_connection(api: str, base_url: str, key: str = DEFAULT_KEY, **extra: Any) -> dict[str, Any]:
+    """
+    The Airflow connection (as a dict) of one API of a sandbox at ``base_url``.
+
+    :param api: one of ``whereparcel``, ``trackingmore``, ``trackflow``, ``parcellab``, ``shipengine``.
+    :param base_url: that API's base URL on the sandbox.
+    :param key: the API key (``sandbox-<plan>`` enforces a plan).
+    :param extra: connection extras (parcelLab gets ``account=1`` unless given).
+    """
+    conn: dict[str, Any] = {"conn_type": api, "host": base_url}
+    if api == "whereparcel":
+        conn.update(login=key, password=WHEREPARCEL_SECRET)
+    else:
+        conn["password"] = key
+    if api == "parcellab":
+        extra.setdefault("account", 1)
+    conn["extra"] = dict(extra)
+    return conn

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import secrets
 import subprocess
 import sys
 import threading
@@ -27,6 +26,8 @@ from typing import Any
 import pytest
 from example_expectations import EXAMPLE_DAGS, REPO
 
+from airflow_provider_parcels.sandbox.airflow_home import isolated_airflow_env
+
 RUNNER = Path(__file__).resolve().parent / "dag_runner.py"
 APIS = ("whereparcel", "trackingmore", "trackflow", "parcellab", "shipengine")
 RUN_TIMEOUT = 180.0
@@ -38,20 +39,8 @@ class DagRunner:
     def __init__(self, home: Path) -> None:
         self.home = home
         self.log_path = home / "runner.log"
-        env = {
-            **os.environ,
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(EXAMPLE_DAGS),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get("PARCELS_TEST_AIRFLOW_LOG_LEVEL", "WARNING"),
-            "AIRFLOW__SECRETS__BACKEND": "",
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
-            "PYTHONUNBUFFERED": "1",
-        }
+        log_level = os.environ.get("PARCELS_TEST_AIRFLOW_LOG_LEVEL", "WARNING")
+        env = {**os.environ, **isolated_airflow_env(home, EXAMPLE_DAGS, log_level), "PYTHONUNBUFFERED": "1"}
         env = {k: v for k, v in env.items() if not k.startswith("AIRFLOW_CONN_")}
         self._log = self.log_path.open("w")
         self.process = subprocess.Popen(

@@ -12,13 +12,14 @@ metadata pay nothing for it.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+from airflow_provider_parcels.sandbox.airflow_home import isolated_airflow_env
 
 TESTS_DIR = Path(__file__).resolve().parent.parent
 DAGS_FOLDER = TESTS_DIR / "dags"
@@ -41,19 +42,7 @@ def configure() -> Path:
             "pulls in airflow at import time: make that import lazy (inside the fixture)."
         )
     home = Path(tempfile.mkdtemp(prefix="parcels-airflow-home-"))
-    env = {
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get("PARCELS_TEST_AIRFLOW_LOG_LEVEL", "WARNING"),
-        "AIRFLOW__SECRETS__BACKEND": "",
-        # Airflow 3.2's in-process execution API (dag.test) refuses to start without one.
-        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
-    }
+    env = isolated_airflow_env(home, DAGS_FOLDER, os.environ.get("PARCELS_TEST_AIRFLOW_LOG_LEVEL", "WARNING"))
     os.environ.update(env)
     _home = home
     return home

@@ -22,6 +22,7 @@ import requests
 
 from airflow_provider_parcels.sandbox import SandboxServer
 from airflow_provider_parcels.sandbox.apis import API_CLASSES
+from airflow_provider_parcels.sandbox.server import sandbox_connection
 
 APIS = ("whereparcel", "trackingmore", "trackflow", "parcellab", "shipengine")
 BATCH_APIS = ("whereparcel", "trackingmore", "trackflow")
@@ -74,15 +75,7 @@ class RemoteSandbox:
         return self.url + self.prefixes[api]
 
     def connection(self, api: str, key: str = "sandbox-key", **extra: Any) -> dict:
-        conn: dict[str, Any] = {"conn_type": api, "host": self.base_url(api)}
-        if api == "whereparcel":
-            conn.update(login=key, password="sandbox-secret")
-        else:
-            conn["password"] = key
-        if api == "parcellab":
-            extra.setdefault("account", 1)
-        conn["extra"] = dict(extra)
-        return conn
+        return sandbox_connection(api, self.base_url(api), key, **extra)
 
     def stats(self) -> dict:
         response = self._http.get(f"{self.url}/_sandbox/stats", timeout=30)
