@@ -7,6 +7,9 @@ from typing import Any
 from airflow_provider_parcels import __version__
 
 _HOOKS = "airflow_provider_parcels.hooks"
+#: Where the Providers page links to; the same URL is the ``Documentation`` project URL in
+#: pyproject.toml, which Airflow 3 reads from the package metadata in place of this key.
+DOCUMENTATION_URL = "https://pypi.org/project/airflow-provider-parcels/"
 
 
 def _number(label: str, description: str, minimum: float = 0) -> dict[str, Any]:
@@ -28,7 +31,9 @@ def _quota_fields(plans: list[str]) -> dict[str, Any]:
         fields["plan"] = {
             "label": "Plan",
             "description": plan_help,
-            "schema": {"type": ["string", "null"], "enum": [*plans, None]},
+            # No None in the enum: the UI would offer it as a literal "null" plan; the dropdown
+            # can be cleared instead.
+            "schema": {"type": ["string", "null"], "enum": list(plans)},
         }
     fields.update(
         requests_per_minute=_number("Requests per minute", "Quota override; wins over the plan.", 1),
@@ -77,8 +82,9 @@ def get_provider_info() -> dict[str, Any]:
         "ShipEngine hooks, bulk tracking and order operators, a deferrable status sensor, warehouse loading "
         "and a local sandbox of all five APIs.",
         "versions": [__version__],
+        "documentation-url": DOCUMENTATION_URL,
         "integrations": [
-            {"integration-name": "Parcels", "tags": ["service"], "external-doc-url": "https://pypi.org/project/airflow-provider-parcels/"}
+            {"integration-name": "Parcels", "tags": ["service"], "external-doc-url": DOCUMENTATION_URL}
         ],
         "hooks": [
             {

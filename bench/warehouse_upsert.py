@@ -1,28 +1,34 @@
 """
-Benchmark: loading tracking results into the warehouse tables, ours versus plain ``executemany``.
+Benchmark: loading tracking results into the warehouse tables, ours versus what a user would
+hand-roll, in the same run on the same rows.
 
 Loads 100,000 parcels with 10 events each (100,000 parcel rows, 1,000,000 event rows) in chunks
 of 10,000 results, then a refresh of the same parcels fetched an hour later with one new event
-each, into
+each, into SQLite (a file), PostgreSQL (a throw-away server started with ``initdb``/``pg_ctl``,
+or the server of ``PARCELS_BENCH_POSTGRES_DSN``) and DuckDB (a file; when ``duckdb`` is installed).
 
-- SQLite (a file in a temporary directory), and
-- PostgreSQL (a throw-away server this script starts with ``initdb``/``pg_ctl``, as the
-  ``postgres`` user when run as root; or the server of ``PARCELS_BENCH_POSTGRES_DSN``, where it
-  creates and drops its own databases).
+Methods, each on its own fresh tables, interleaved chunk by chunk (in rotating order) so that
+other load on the machine hits them alike. The results are built as parsing builds them (event
+ids computed and cached on the events, as ``parsing.dedupe_events`` does); that is not timed.
 
-Methods, each on its own fresh tables, timed in the same run on the same chunks, interleaved
-chunk by chunk so that other load on the machine hits them alike:
+- ``ours``: ``ParcelWarehouse.load``, row building and the inserted/updated/unchanged counts
+  included (SQLite: ``executemany`` per table; PostgreSQL: binary ``COPY`` into a stage table +
+  one ``INSERT ... ON CONFLICT`` per table; DuckDB: a pandas frame + ``INSERT ... ON CONFLICT``);
+- ``ours, MERGE`` (PostgreSQL, DuckDB): ``ParcelWarehouse(dialect="merge")``, the generic path;
+- ``pandas to_sql``: frames built from the results + ``DataFrame.to_sql(if_exists="append")`` into
+  keyless tables pandas creates (a plain append: no upsert, no counts; DuckDB: its own
+  ``INSERT INTO t SELECT * FROM frame``, as ``to_sql`` needs a SQLAlchemy driver there);
+- ``baseline executemany``: ``cursor.executemany`` of the single-row upsert (same rules) and the
+  single-row event insert, row building included, one transaction per chunk;
+- ``floor``: ready tuples (built before the clock starts): SQLite ``executemany`` with
+  ``ON CONFLICT DO NOTHING`` into the same keyed tables; PostgreSQL raw binary ``COPY`` into
+  keyless tables of the same columns;
+- ``row mapping only``: ``build_rows`` alone (part of ours and of the baseline).
 
-- ``ours``: ``ParcelWarehouse.load`` (multi-row upserts; ``COPY`` + one ``INSERT ... SELECT`` on
-  PostgreSQL for chunks of 1,000 rows or more), including its inserted/updated/unchanged counts;
-- ``ours, VALUES only`` (PostgreSQL): the same with the ``COPY`` path switched off;
-- ``baseline``: ``cursor.executemany`` of the single-row upsert (same guard) and the single-row
-  event insert, one transaction per chunk, over the connection the hook hands out.
-
-Every method pays for the same row mapping (``TrackingResult`` -> rows), which is also timed on
-its own (``row mapping only``); building the results is not timed. ``--quick`` loads ten times
-fewer rows (under a minute). Prints a markdown table and writes JSON (``--json``, default
-``bench/results/warehouse.json``).
+Then the peak memory of ``ParcelWarehouse.load`` (``tracemalloc``, Python and numpy allocations
+over the chunk already built) for chunks of 1,000, 10,000 and 30,000 results, per database.
+``--quick`` loads ten times fewer rows. Prints markdown tables and writes JSON (``--json``,
+default ``bench/results/warehouse.json``).
 
     python bench/warehouse_upsert.py [--quick] [--json PATH] [--skip-postgres]
 """
@@ -44,7 +50,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+import tracemalloc
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -57,6 +64,7 @@ os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="parcels-bench-air
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
 
+from airflow_provider_parcels.hooks.parsing import dedupe_events  # noqa: E402
 from airflow_provider_parcels.models import ParcelStatus, TrackingEvent, TrackingResult  # noqa: E402
 from airflow_provider_parcels.warehouse import LoadCounts, ParcelWarehouse  # noqa: E402
 from airflow_provider_parcels.warehouse.rows import EVENTS, PARCELS, build_rows  # noqa: E402
@@ -64,6 +72,8 @@ from airflow_provider_parcels.warehouse.rows import EVENTS, PARCELS, build_rows 
 T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
 CHUNK = 10_000
 MAPPING = "row mapping only"
+FLOOR = "floor"
+MEMORY_CHUNKS = (1_000, 10_000, 30_000)
 EVENTS_PER_PARCEL = 10
 STATUSES = [ParcelStatus.IN_TRANSIT, ParcelStatus.OUT_FOR_DELIVERY, ParcelStatus.DELIVERED, ParcelStatus.PENDING]
 PLACES = ["Seoul Hub", "Incheon Airport", "Frankfurt (Main)", "Zürich Mülligen", "Köln, DE", "東京"]
@@ -76,7 +86,7 @@ def make_chunk(start: int, count: int, refresh: bool) -> list[TrackingResult]:
     results = []
     for i in range(start, start + count):
         n_events = EVENTS_PER_PARCEL + (1 if refresh else 0)
-        events = tuple(
+        events = dedupe_events(
             TrackingEvent(
                 occurred_at=T0 - timedelta(hours=6 * (EVENTS_PER_PARCEL - k), minutes=i % 60),
                 occurred_at_local=None,
@@ -111,12 +121,24 @@ def make_chunk(start: int, count: int, refresh: bool) -> list[TrackingResult]:
 
 
 # methods ------------------------------------------------------------------------------------
-def load_ours(wh: ParcelWarehouse, results: list[TrackingResult]) -> LoadCounts:
-    return wh.load(results)
+Load = Callable[["Target", list[TrackingResult]], LoadCounts]
 
 
-def load_baseline(wh: ParcelWarehouse, results: list[TrackingResult]) -> LoadCounts:
+@dataclass
+class Target:
+    """Where one method writes: a warehouse on its own tables, plus what the method keeps between chunks."""
+
+    wh: ParcelWarehouse
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+def load_ours(target: Target, results: list[TrackingResult]) -> LoadCounts:
+    return target.wh.load(results)
+
+
+def load_baseline(target: Target, results: list[TrackingResult]) -> LoadCounts:
     """Plain ``executemany`` of single-row upserts, one transaction per chunk."""
+    wh = target.wh
     dialect = wh.dialect
     parcels, events = build_rows(results, dialect.ts_param)
     upsert = dialect.upsert_sql(wh.names, dialect.values(1, len(PARCELS.names)))
@@ -125,6 +147,114 @@ def load_baseline(wh: ParcelWarehouse, results: list[TrackingResult]) -> LoadCou
         cur.executemany(upsert, parcels)
         cur.executemany(insert, events)
     return LoadCounts()
+
+
+def map_only(target: Target, results: list[TrackingResult]) -> LoadCounts:
+    """The row mapping ours and the baseline pay for (``TrackingResult`` -> rows), without the database."""
+    build_rows(results, target.wh.dialect.ts_param)
+    return LoadCounts()
+
+
+def frames(results: list[TrackingResult]) -> tuple[Any, Any]:
+    """The two tables as pandas frames, as a user would build them from the results."""
+    import pandas as pd
+
+    parcels = pd.DataFrame.from_records(
+        [
+            (
+                r.provider, r.carrier, r.tracking_number, r.client_id, r.status.value, r.provider_status,
+                r.status_text, r.carrier_name, r.estimated_delivery, r.delivered_at, len(r.events),
+                r.origin_country, r.destination_country, r.fetched_at, json.dumps(dict(r.raw)),
+            )
+            for r in results
+        ],
+        columns=[
+            "provider", "carrier", "tracking_number", "client_id", "status", "provider_status", "status_text",
+            "carrier_name", "estimated_delivery", "delivered_at", "event_count", "origin_country",
+            "destination_country", "fetched_at", "raw",
+        ],
+    )  # fmt: skip
+    events = pd.DataFrame.from_records(
+        [
+            (
+                r.provider, r.carrier, r.tracking_number, e.event_id, e.occurred_at, e.occurred_at_local,
+                e.status.value, e.provider_status, e.description, e.location, json.dumps(dict(e.raw)),
+            )
+            for r in results
+            for e in r.events
+        ],
+        columns=list(EVENTS.names),
+    )  # fmt: skip
+    return parcels, events
+
+
+def load_pandas(target: Target, results: list[TrackingResult]) -> LoadCounts:
+    """``DataFrame.to_sql(if_exists="append")`` into keyless tables (DuckDB: ``INSERT ... SELECT * FROM frame``)."""
+    parcels, events = frames(results)
+    wh, state = target.wh, target.state
+    if wh.dialect.name == "duckdb":
+        with wh.connect() as conn:
+            for name, frame in (("pd_parcels", parcels), ("pd_events", events)):
+                conn.register("frame", frame)
+                conn.execute(f"CREATE TABLE IF NOT EXISTS {name} AS SELECT * FROM frame LIMIT 0")
+                conn.execute(f"INSERT INTO {name} SELECT * FROM frame")
+                conn.unregister("frame")
+        return LoadCounts()
+    if wh.dialect.name == "sqlite":
+        conn = wh.hook.get_conn()
+        try:
+            parcels.to_sql("pd_parcels", conn, if_exists="append", index=False)
+            events.to_sql("pd_events", conn, if_exists="append", index=False)
+            conn.commit()
+        finally:
+            conn.close()
+        return LoadCounts()
+    if "engine" not in state:
+        state["engine"] = wh.hook.get_sqlalchemy_engine()
+    with state["engine"].begin() as conn:
+        parcels.to_sql("pd_parcels", conn, if_exists="append", index=False)
+        events.to_sql("pd_events", conn, if_exists="append", index=False)
+    return LoadCounts()
+
+
+def ready_rows(target: Target, results: list[TrackingResult]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The floor's input, built before its clock starts."""
+    return build_rows(results, target.wh.dialect.ts_param)
+
+
+def load_floor(target: Target, ready: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]) -> LoadCounts:
+    """
+    Ready tuples at the database's own speed: SQLite ``executemany`` with ``ON CONFLICT DO NOTHING``
+    into the keyed tables; PostgreSQL raw binary ``COPY`` into keyless tables of the same columns.
+    """
+    wh = target.wh
+    dialect = wh.dialect
+    parcels, events = ready
+    if dialect.name == "sqlite":
+        with wh.transaction() as (_, cur):
+            for spec, rows in ((PARCELS, parcels), (EVENTS, events)):
+                sql = (
+                    f"INSERT INTO {wh.table_name(spec.name)} VALUES ({', '.join('?' * len(spec.names))}) "
+                    "ON CONFLICT DO NOTHING"
+                )
+                cur.executemany(sql, rows)
+        return LoadCounts()
+    with wh.transaction() as (_, cur):
+        for spec, rows in ((PARCELS, parcels), (EVENTS, events)):
+            with cur.copy(f"COPY floor_{spec.name} FROM STDIN (FORMAT BINARY)") as writer:
+                writer.set_types([dialect.copy_types[kind] for _, kind in spec.columns])  # type: ignore[attr-defined]
+                for row in rows:
+                    writer.write_row(row)
+    return LoadCounts()
+
+
+def prepare_floor(target: Target) -> None:
+    """PostgreSQL: the keyless tables the raw ``COPY`` writes to."""
+    wh = target.wh
+    if wh.dialect.name == "postgres":
+        with wh.transaction() as (_, cur):
+            for spec in (PARCELS, EVENTS):
+                cur.execute(f"CREATE TABLE IF NOT EXISTS floor_{spec.name} (LIKE {wh.table_name(spec.name)})")
 
 
 @dataclass
@@ -155,19 +285,15 @@ class Measurement:
         }
 
 
-def map_only(wh: ParcelWarehouse, results: list[TrackingResult]) -> LoadCounts:
-    """The row mapping every method pays for (``TrackingResult`` -> rows), without the database."""
-    build_rows(results, wh.dialect.ts_param)
-    return LoadCounts()
-
-
-def run_interleaved(database: str, methods: list[tuple[str, ParcelWarehouse, Any]], parcels: int) -> list[Measurement]:
+def run_interleaved(database: str, methods: list[tuple[str, Target, Any]], parcels: int) -> list[Measurement]:
     """
     Time every method on the same chunks, interleaved chunk by chunk (in rotating order), so load
     from other processes on the machine hits all methods alike.
     """
-    for _, wh, _ in methods:
-        wh.create_tables()
+    for method, target, _ in methods:
+        target.wh.create_tables()
+        if method == FLOOR:
+            prepare_floor(target)
     out = []
     for phase, refresh in (("insert", False), ("refresh", True)):
         seconds = [0.0] * len(methods)
@@ -177,9 +303,10 @@ def run_interleaved(database: str, methods: list[tuple[str, ParcelWarehouse, Any
             chunk = make_chunk(start, min(CHUNK, parcels - start), refresh)  # not timed
             event_rows += sum(len(r.events) for r in chunk)
             for k in [(n + i) % len(methods) for i in range(len(methods))]:
-                _, wh, load = methods[k]
+                method, target, load = methods[k]
+                data: Any = ready_rows(target, chunk) if method == FLOOR else chunk  # not timed
                 began = time.perf_counter()
-                counts[k] += load(wh, chunk)
+                counts[k] += load(target, data)
                 seconds[k] += time.perf_counter() - began
         for k, (method, _, _) in enumerate(methods):
             m = Measurement(database, method, phase, parcels, event_rows, seconds[k], counts[k].to_dict())
@@ -189,10 +316,37 @@ def run_interleaved(database: str, methods: list[tuple[str, ParcelWarehouse, Any
             )
             out.append(m)
     expected = (parcels, parcels * (EVENTS_PER_PARCEL + 1))
-    for method, wh, load in methods:
-        stored = (len_table(wh, PARCELS.name), len_table(wh, EVENTS.name))
-        if load is not map_only and stored != expected:
-            raise SystemExit(f"{database} {method}: stored {stored} rows, expected {expected}")
+    for method, target, load in methods:
+        if load in (load_ours, load_baseline):
+            stored = (len_table(target.wh, PARCELS.name), len_table(target.wh, EVENTS.name))
+            if stored != expected:
+                raise SystemExit(f"{database} {method}: stored {stored} rows, expected {expected}")
+    return out
+
+
+def peak_memory(database: str, make: Callable[[int], ParcelWarehouse], parcels: int) -> list[dict[str, Any]]:
+    """
+    Peak memory of ``ParcelWarehouse.load`` per chunk size: ``tracemalloc``'s peak over what was
+    allocated before the call (the chunk of results itself), worst chunk of an insert + refresh.
+    """
+    out = []
+    for size in MEMORY_CHUNKS:
+        wh = make(size)
+        wh.create_tables()
+        peak = 0
+        for refresh in (False, True):
+            for start in range(0, parcels, size):
+                chunk = make_chunk(start, min(size, parcels - start), refresh)
+                tracemalloc.start()
+                base = tracemalloc.get_traced_memory()[0]
+                wh.load(chunk)
+                peak = max(peak, tracemalloc.get_traced_memory()[1] - base)
+                tracemalloc.stop()
+                del chunk
+        row = {"database": database, "chunk": size, "peak_mib": round(peak / 2**20, 1),
+               "kib_per_parcel": round(peak / 1024 / size, 2)}  # fmt: skip
+        print(f"  {database:10s} chunk {size:>6,}: peak {row['peak_mib']:7.1f} MiB, {row['kib_per_parcel']} KiB/parcel")
+        out.append(row)
     return out
 
 
@@ -207,14 +361,47 @@ def set_connection(conn_id: str, **fields: Any) -> str:
 
 
 # SQLite -------------------------------------------------------------------------------------
-def bench_sqlite(parcels: int, workdir: Path) -> list[Measurement]:
+def bench_sqlite(parcels: int, workdir: Path) -> tuple[list[Measurement], list[dict[str, Any]]]:
+    specs = (
+        ("ours", load_ours),
+        ("pandas to_sql", load_pandas),
+        ("baseline executemany", load_baseline),
+        (FLOOR, load_floor),
+        (MAPPING, map_only),
+    )
     methods = []
-    for i, (method, load) in enumerate(
-        (("ours", load_ours), ("baseline executemany", load_baseline), (MAPPING, map_only))
-    ):
+    for i, (method, load) in enumerate(specs):
         conn_id = set_connection(f"bench_sqlite_{i}", conn_type="sqlite", host=str(workdir / f"bench_{i}.db"))
-        methods.append((method, ParcelWarehouse(conn_id), load))
-    return run_interleaved("sqlite", methods, parcels)
+        methods.append((method, Target(ParcelWarehouse(conn_id)), load))
+    results = run_interleaved("sqlite", methods, parcels)
+
+    def fresh(size: int) -> ParcelWarehouse:
+        conn_id = f"bench_sqlite_mem_{size}"
+        return ParcelWarehouse(set_connection(conn_id, conn_type="sqlite", host=str(workdir / f"{conn_id}.db")))
+
+    return results, peak_memory("sqlite", fresh, parcels)
+
+
+def bench_duckdb(parcels: int, workdir: Path) -> tuple[list[Measurement], list[dict[str, Any]], str]:
+    import duckdb
+
+    specs = (
+        ("ours", load_ours, None),
+        ("ours, MERGE", load_ours, "merge"),
+        ("pandas to_sql", load_pandas, None),
+        (MAPPING, map_only, None),
+    )
+    methods = []
+    for i, (method, load, dialect) in enumerate(specs):
+        conn_id = set_connection(f"bench_duckdb_{i}", conn_type="duckdb", host=str(workdir / f"bench_{i}.duckdb"))
+        methods.append((method, Target(ParcelWarehouse(conn_id, dialect=dialect)), load))
+    results = run_interleaved("duckdb", methods, parcels)
+
+    def fresh(size: int) -> ParcelWarehouse:
+        conn_id = f"bench_duckdb_mem_{size}"
+        return ParcelWarehouse(set_connection(conn_id, conn_type="duckdb", host=str(workdir / f"{conn_id}.duckdb")))
+
+    return results, peak_memory("duckdb", fresh, parcels), duckdb.__version__
 
 
 # PostgreSQL ---------------------------------------------------------------------------------
@@ -287,44 +474,68 @@ def database(admin_dsn: str, name: str) -> Iterator[dict[str, Any]]:
         admin.close()
 
 
-def bench_postgres(parcels: int, admin_dsn: str) -> tuple[list[Measurement], str, str]:
+def bench_postgres(parcels: int, admin_dsn: str) -> tuple[list[Measurement], list[dict[str, Any]], str, str]:
     specs = (
-        ("ours", load_ours, None),
-        ("ours, VALUES only", load_ours, 10**12),
-        ("baseline executemany", load_baseline, None),
-        (MAPPING, map_only, None),
+        ("ours", load_ours, None, None),
+        ("ours, MERGE", load_ours, "merge", None),
+        ("ours, VALUES only", load_ours, None, 10**12),
+        ("pandas to_sql", load_pandas, None, None),
+        ("baseline executemany", load_baseline, None, None),
+        (FLOOR, load_floor, None, None),
+        (MAPPING, map_only, None, None),
     )
     with contextlib.ExitStack() as stack:
         methods = []
-        for i, (method, load, threshold) in enumerate(specs):
+        for i, (method, load, dialect, threshold) in enumerate(specs):
             fields = stack.enter_context(database(admin_dsn, f"parcels_bench_{i}"))
             conn_id = set_connection(f"bench_pg_{i}", **{k: v for k, v in fields.items() if v is not None})
-            wh = ParcelWarehouse(conn_id)
+            wh = ParcelWarehouse(conn_id, dialect=dialect)
             if threshold:
                 wh.copy_threshold = threshold
-            methods.append((method, wh, load))
-        with methods[0][1].connect() as conn:
-            version = methods[0][1].query(conn, "SHOW server_version")[0][0]
+            methods.append((method, Target(wh), load))
+        with methods[0][1].wh.connect() as conn:
+            version = methods[0][1].wh.query(conn, "SHOW server_version")[0][0]
             driver = type(conn).__module__.split(".")[0]
-        return run_interleaved("postgresql", methods, parcels), version, driver
+        results = run_interleaved("postgresql", methods, parcels)
+        for _, target, _ in methods:  # close the pandas engines before the memory runs
+            if target.state.get("engine") is not None:
+                target.state["engine"].dispose()
+        memory_fields = stack.enter_context(database(admin_dsn, "parcels_bench_memory"))
+        prefixes = iter(f"m{size}_" for size in MEMORY_CHUNKS)
+
+        def fresh(size: int) -> ParcelWarehouse:
+            conn_id = set_connection("bench_pg_memory", **{k: v for k, v in memory_fields.items() if v is not None})
+            return ParcelWarehouse(conn_id, table_prefix=next(prefixes))
+
+        memory = peak_memory("postgresql", fresh, parcels)
+        return results, memory, version, driver
 
 
 # report -------------------------------------------------------------------------------------
 def markdown(results: list[Measurement]) -> str:
-    baseline = {(m.database, m.phase): m.seconds for m in results if m.method.startswith("baseline")}
+    """rows/s per method; ours beside each other method as ``ours ÷ that``."""
+    ours = {(m.database, m.phase): m.seconds for m in results if m.method == "ours"}
     lines = [
-        "| database | method | pass | parcel rows | event rows | seconds | rows/s | vs baseline |",
+        "| database | method | pass | parcel rows | event rows | seconds | rows/s | ours ÷ this |",
         "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for m in results:
-        speedup = f"{baseline.get((m.database, m.phase), m.seconds) / m.seconds:.2f}x"
+        ratio = f"{m.seconds / ours[(m.database, m.phase)]:.2f}x" if (m.database, m.phase) in ours else ""
         method = m.method
-        if m.method == MAPPING:  # part of every other line: the database's share is the rest
-            method, speedup = f"({m.method}, included above)", ""
+        if m.method == MAPPING:  # part of ours and the baseline: the database's share is the rest
+            method, ratio = f"({m.method}, included in ours)", ""
+        elif m.method == "ours":
+            ratio = ""
         lines.append(
             f"| {m.database} | {method} | {m.phase} | {m.parcel_rows:,} | {m.event_rows:,} | "
-            f"{m.seconds:.2f} | {m.rows_per_s:,.0f} | {speedup} |"
+            f"{m.seconds:.2f} | {m.rows_per_s:,.0f} | {ratio} |"
         )
+    return "\n".join(lines)
+
+
+def markdown_memory(rows: list[dict[str, Any]]) -> str:
+    lines = ["| database | chunk (results) | peak MiB | KiB per parcel |", "|---|---:|---:|---:|"]
+    lines += [f"| {r['database']} | {r['chunk']:,} | {r['peak_mib']} | {r['kib_per_parcel']} |" for r in rows]
     return "\n".join(lines)
 
 
@@ -340,6 +551,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"loading {parcels:,} parcels x {EVENTS_PER_PARCEL} events in chunks of {CHUNK:,} results", flush=True)
 
     results: list[Measurement] = []
+    memory: list[dict[str, Any]] = []
     env: dict[str, Any] = {
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
@@ -347,16 +559,27 @@ def main(argv: list[str] | None = None) -> int:
         "platform": platform.platform(),
     }
     with tempfile.TemporaryDirectory(prefix="parcels-bench-") as workdir:
-        results += bench_sqlite(parcels, Path(workdir))
+        got, mem = bench_sqlite(parcels, Path(workdir))
+        results, memory = results + got, memory + mem
     if not args.skip_postgres:
         external = os.environ.get("PARCELS_BENCH_POSTGRES_DSN")
         with contextlib.nullcontext(external) if external else ThrowAwayPostgres() as admin_dsn:
-            pg_results, env["postgresql"], env["postgres_driver"] = bench_postgres(parcels, admin_dsn)
-            results += pg_results
+            got, mem, env["postgresql"], env["postgres_driver"] = bench_postgres(parcels, admin_dsn)
+            results, memory = results + got, memory + mem
+    try:
+        import duckdb  # noqa: F401
+    except ImportError:
+        print("duckdb not installed (extra duckdb): skipping DuckDB", flush=True)
+    else:
+        with tempfile.TemporaryDirectory(prefix="parcels-bench-duckdb-") as workdir:
+            got, mem, env["duckdb"] = bench_duckdb(parcels, Path(workdir))
+            results, memory = results + got, memory + mem
 
     table = markdown(results)
     print()
     print(table)
+    print()
+    print(markdown_memory(memory))
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -365,7 +588,9 @@ def main(argv: list[str] | None = None) -> int:
         "events_per_parcel": EVENTS_PER_PARCEL,
         "environment": env,
         "results": [m.to_dict() for m in results],
+        "peak_memory": memory,
         "markdown": table,
+        "markdown_memory": markdown_memory(memory),
     }
     out.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"\nwrote {out}")

@@ -17,8 +17,9 @@ Run it with no setup (the sandbox and a SQLite file)
 ----------------------------------------------------
 Start ``python -m airflow_provider_parcels.sandbox --port 8765``, define
 ``parcels_demo_parcellab``, ``parcels_demo_trackingmore`` and ``parcels_demo_warehouse`` (the
-sandbox prints ready ``AIRFLOW_CONN_...`` values; rename them, and give parcelLab the extra
-``account``), then ``airflow dags test parcels_order_push``. The bundled orders file holds 50
+sandbox prints them as ready ``AIRFLOW_CONN_PARCELS_DEMO_...`` lines, and writes them for
+``airflow connections import`` with ``--connections-file FILE``), then ``airflow dags test
+parcels_order_push`` (under a scheduler: docs/running_on_airflow.md). The bundled orders file holds 50
 orders; the sandbox's TrackingMore account already knows every number except the ``NEW...``
 ones, so those are created and the others come back as unchanged. A second run sends nothing.
 

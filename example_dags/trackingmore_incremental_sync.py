@@ -11,7 +11,9 @@ What it shows
 * The window is the run's data interval ``[data_interval_start, data_interval_end)`` in epoch
   seconds (``update_time_max`` is inclusive, so it is the end minus one second): consecutive
   runs neither miss nor repeat a change, a backfill re-reads exactly its hours, and a rerun of
-  an hour loads the same rows again (idempotent upserts).
+  an hour loads the same rows again (idempotent upserts). A run triggered without a logical
+  date (Airflow 3's default for the Trigger button and the REST API) has no data interval: it
+  covers the last full hour before it was triggered.
 * Streaming: ``result_from_item`` turns each listed tracking into a ``TrackingResult`` and
   ``ParcelWarehouse.load`` upserts them ``load_chunk`` at a time, so memory stays flat.
 
@@ -52,6 +54,20 @@ except ImportError:  # pragma: no cover - Airflow before the timetables moved to
 log = logging.getLogger(__name__)
 
 
+def run_window(context: Any) -> tuple[dt.datetime, dt.datetime]:
+    """
+    The hour this run covers: its data interval; for a run triggered without a logical date
+    (the UI's and the REST API's default in Airflow 3), which has none, the last full hour
+    before the run was triggered.
+    """
+    start, end = context.get("data_interval_start"), context.get("data_interval_end")
+    if start is not None and end is not None:
+        return start, end
+    after = context["dag_run"].run_after
+    end = after.replace(minute=0, second=0, microsecond=0)
+    return end - dt.timedelta(hours=1), end
+
+
 with DAG(
     dag_id="trackingmore_incremental_sync",
     description="Upsert the TrackingMore trackings changed in each hour",
@@ -80,8 +96,7 @@ with DAG(
     def sync_changed_trackings(**context: Any) -> dict[str, Any]:
         """Page through the trackings updated in the window and upsert them chunk by chunk."""
         params = context["params"]
-        end: dt.datetime = context["data_interval_end"]
-        start: dt.datetime = context["data_interval_start"]
+        start, end = run_window(context)
         if params["window_hours"]:
             start = end - dt.timedelta(hours=float(params["window_hours"]))
         low, high = int(start.timestamp()), int(end.timestamp()) - 1

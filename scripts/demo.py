@@ -167,7 +167,7 @@ class Sandbox:
             banner.append(line)
             if match := re.match(r"Parcels sandbox listening on (\S+)", line):
                 self.url = match[1]
-            if match := re.match(r"export AIRFLOW_CONN_([A-Z]+)_DEFAULT='(.*)'$", line):
+            if match := re.match(r"export AIRFLOW_CONN_PARCELS_DEMO_([A-Z]+)='(.*)'$", line):
                 self.connections[match[1].lower()] = json.loads(match[2])
             if line.startswith("Control:"):
                 break

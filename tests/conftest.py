@@ -26,6 +26,18 @@ from helpers.postgres import postgres_conn_id, postgres_dsn  # noqa: E402,F401  
 _POSTGRES_FIXTURES = {"postgres_dsn", "postgres_conn_id"}
 
 
+@pytest.fixture
+def hostile_server(parcels_sandbox):
+    """A loopback API server that answers hostile things (``helpers.hostile_server``), proxying the sandbox."""
+    from helpers.hostile_server import HostileServer
+
+    server = HostileServer(upstream=parcels_sandbox.url).start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
 @pytest.fixture(scope="session")
 def airflow_db() -> None:
     """Airflow's metadata DB for tests that need it without ``run_dag`` (which creates it itself)."""

@@ -67,3 +67,27 @@ def test_provider_info_shape():
         fields = conn["conn-fields"]
         assert {"requests_per_minute", "max_concurrency", "timeout"} <= set(fields)
         assert conn["ui-field-behaviour"]["placeholders"]["host"]
+
+
+def test_plan_dropdown_offers_no_literal_null():
+    # The UI lists every enum value: a None there showed up as a plan called "null".
+    plans = {conn["connection-type"]: conn["conn-fields"]["plan"]["schema"]
+             for conn in get_provider_info()["connection-types"] if "plan" in conn["conn-fields"]}
+    assert set(plans) == {"whereparcel", "trackingmore", "trackflow", "shipengine"}
+    for conn_type, schema in plans.items():
+        assert None not in schema["enum"] and "null" not in schema["enum"], conn_type
+        assert schema["enum"] and all(isinstance(plan, str) for plan in schema["enum"]), conn_type
+
+
+@pytest.mark.smoke
+def test_providers_page_links_to_documentation_that_exists():
+    # Without a "Documentation" project URL, Airflow's UI links to
+    # https://airflow.apache.org/docs/airflow-provider-parcels/<version>/, which does not exist.
+    from airflow.providers_manager import ProvidersManager
+
+    from airflow_provider_parcels.get_provider_info import DOCUMENTATION_URL
+
+    info = ProvidersManager().providers["airflow-provider-parcels"]
+    assert info.data["documentation-url"] == DOCUMENTATION_URL
+    assert get_provider_info()["documentation-url"] == DOCUMENTATION_URL
+    assert "airflow.apache.org" not in DOCUMENTATION_URL

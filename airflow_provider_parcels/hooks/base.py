@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
+import json
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -24,7 +26,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import httpx
 import requests
 from airflow.sdk import BaseHook
-from requests.adapters import HTTPAdapter
 from tenacity import AsyncRetrying, RetryCallState, Retrying
 
 from airflow_provider_parcels import __version__
@@ -37,10 +38,16 @@ from airflow_provider_parcels.hooks.exceptions import (
 from airflow_provider_parcels.hooks.parsing import StatusMap
 from airflow_provider_parcels.hooks.progress import TrackingStats
 from airflow_provider_parcels.hooks.ratelimit import RateLimiter
+from airflow_provider_parcels.hooks.redaction import Redactor
 from airflow_provider_parcels.hooks.settings import HookSettings, Plan, build_base_url, resolve_settings
 from airflow_provider_parcels.hooks.transport import (
+    READ_CHUNK_BYTES,
     ApiRequest,
     ApiResponse,
+    BodyReader,
+    Deadline,
+    DeadlineAdapter,
+    UnusableAnswer,
     announced_limit,
     remaining_quota,
     wait_from_headers,
@@ -59,7 +66,8 @@ if TYPE_CHECKING:
 USER_AGENT = f"airflow-provider-parcels/{__version__}"
 #: Rate-limit windows up to this long are followed from the answers' headers.
 FOLLOWED_WINDOW_SECONDS = 120.0
-_Key = tuple[str, str]
+#: What identifies one question to an API (see ``answer_key``).
+_Key = tuple[str, ...]
 
 
 class _Secret(str):
@@ -128,6 +136,7 @@ class ParcelTrackingHook(BaseHook):
         self._login: _Secret | None = None
         self._password: _Secret | None = None
         self._extra: dict[str, Any] = {}
+        self._redactor = Redactor()
         self._session: requests.Session | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._verified = False
@@ -161,9 +170,11 @@ class ParcelTrackingHook(BaseHook):
         self._login = _Secret((conn.login or "").strip())
         self._password = _Secret((conn.password or "").strip())
         self._extra = dict(extra)
-        base_url = build_base_url(
-            self.conn_id, self.default_base_url, conn.host, conn.port, conn.schema, self._extra.get("scheme")
-        )
+        self._redactor = Redactor.for_connection(self.conn_type, conn.login, conn.password, self._extra, conn.host)
+        with self.redacting():
+            base_url = build_base_url(
+                self.conn_id, self.default_base_url, conn.host, conn.port, conn.schema, self._extra.get("scheme")
+            )
         self._settings = resolve_settings(
             conn_id=self.conn_id,
             conn_type=self.conn_type,
@@ -217,11 +228,29 @@ class ParcelTrackingHook(BaseHook):
         return f"{self.settings.base_url}{path}"
 
     def redact(self, text: str) -> str:
-        """``text`` with the connection's secrets replaced by ``***``."""
-        for secret in (self._password, self._login):
-            if secret and len(secret) >= 4:
-                text = text.replace(str(secret), "***")
-        return text
+        """
+        ``text`` with the connection's secrets (any case) and URL userinfo replaced by ``***``.
+
+        :param text: a message about to leave the hook.
+        """
+        return self._redactor(text)
+
+    def redact_value(self, value: Any) -> Any:
+        """
+        ``value`` (a create result, an XCom dict, an answer) with every string in it redacted.
+
+        :param value: strings, mappings, lists, tuples and dataclasses, nested.
+        """
+        return self._redactor.value(value)
+
+    @contextlib.contextmanager
+    def redacting(self) -> Iterator[None]:
+        """Redact, in place, the message of any exception leaving the block (type and traceback kept)."""
+        try:
+            yield
+        except Exception as err:
+            self._redactor.exception(err)
+            raise
 
     # ------------------------------------------------------------------ per-API pieces
 
@@ -265,16 +294,34 @@ class ParcelTrackingHook(BaseHook):
 
     def failure(self, parcel: Parcel, code: str, message: str, raw: Any = None) -> TrackingResult:
         status = ParcelStatus.NOT_FOUND if code == "not_found" else ParcelStatus.UNKNOWN
-        return TrackingResult.failure(self.provider, parcel, code, self.redact(message), status, raw)
+        return TrackingResult.failure(self.provider, parcel, code, self.redact(message), status,
+                                      self.redact_value(raw) if raw else raw)
 
     # ------------------------------------------------------------------ reading answers (pure)
 
     def interpret(self, request: ApiRequest, response: ApiResponse) -> list[TrackingResult]:
         """
         Turn one HTTP answer into one result per parcel of the request, or raise:
-        ``ParcelApiAuthError`` (401/403), ``RetryableApiError`` (429, 5xx, bad JSON, quota
-        envelopes) or ``RequestRejected`` (400/404 and other client errors).
+        ``ParcelApiAuthError`` (401/403), ``RetryableApiError`` (429, 5xx, bad JSON, an answer of
+        unexpected shape, quota envelopes), ``RequestRejected`` (400/404 and other client errors)
+        or ``UnusableAnswer`` (anything else that breaks the reading of this answer, e.g. a
+        ``RecursionError`` or an ``OverflowError``: error rows for this request's parcels only,
+        never an exception out of ``track()``).
         """
+        try:
+            return self._read_answer(request, response)
+        except (ParcelApiAuthError, RetryableApiError, RequestRejected, MemoryError):
+            raise
+        except (KeyError, TypeError, AttributeError, ValueError) as err:
+            raise RetryableApiError(
+                "malformed_response", f"{self.hook_name} sent an answer of unexpected shape ({_describe(err)})"
+            ) from None
+        except Exception as err:
+            raise UnusableAnswer(
+                "malformed_response", f"{self.hook_name} sent an answer that could not be read ({_describe(err)})"
+            ) from None
+
+    def _read_answer(self, request: ApiRequest, response: ApiResponse) -> list[TrackingResult]:
         self.observe_rate_headers(response, request.cost)
         status = response.status_code
         if status in (401, 403):
@@ -290,19 +337,34 @@ class ParcelTrackingHook(BaseHook):
             code = "not_found" if status == 404 else "bad_request"
             message = self.error_message(body) or f"HTTP {status}"
             raise RequestRejected(status, code, f"{self.hook_name} answered HTTP {status}: {message}")
+        return self.complete(request, self.parse_track_response(request, body))
+
+    def read_item(self, parcel: Parcel, read: Callable[..., TrackingResult], *args: Any) -> TrackingResult:
+        """
+        ``read(*args)``, the result of one parcel's entry in an answer that answers per item; an
+        entry that cannot be read (a value of the wrong type, a ``RecursionError``, an
+        ``OverflowError``...) costs only this parcel, as a ``malformed_response`` error row,
+        never the other parcels of the answer.
+
+        :param parcel: the parcel the entry answers for.
+        :param read: the API module's reader of one entry.
+        :param args: its arguments.
+        """
         try:
-            results = self.parse_track_response(request, body)
-        except (KeyError, TypeError, AttributeError, ValueError) as err:
-            raise RetryableApiError(
-                "malformed_response", f"{self.hook_name} sent an answer of unexpected shape ({err!r})"
-            ) from None
-        return self.complete(request, results)
+            return read(*args)
+        except MemoryError:
+            raise
+        except Exception as err:
+            return self.failure(
+                parcel, "malformed_response",
+                f"{self.hook_name} sent an entry for this parcel that could not be read ({_describe(err)})",
+            )
 
     def complete(self, request: ApiRequest, results: Iterable[TrackingResult]) -> list[TrackingResult]:
         """Exactly one result per parcel of the request: a parcel the answer skipped is an error."""
-        by_key = {(r.carrier, r.tracking_number): r for r in results}
+        by_key = {self.answer_key(r): r for r in results}
         return [
-            by_key.get(p.key)
+            by_key.get(self.answer_key(p))
             or self.failure(p, "missing_from_answer", f"{self.hook_name} did not answer for this parcel")
             for p in request.parcels
         ]
@@ -311,8 +373,8 @@ class ParcelTrackingHook(BaseHook):
         detail = ""
         with contextlib.suppress(RetryableApiError):
             detail = self.error_message(response.json()) or ""
-        detail = f": {self.redact(detail)}" if detail else ""
-        return (
+        detail = f": {detail}" if detail else ""
+        return self.redact(
             f"{self.hook_name} refused the credentials of connection {self.conn_id!r} "
             f"(HTTP {response.status_code}{detail}); check the key in the connection"
         )
@@ -327,7 +389,8 @@ class ParcelTrackingHook(BaseHook):
         if wait is not None:
             self.limiter.pause(min(wait, self.settings.retry.max_wait))
             self.limiter.learn_from_refusal(announced_limit(response), wait)
-        return RetryableApiError("rate_limited", f"{self.hook_name} refused the request: {reason}", wait)
+        message = self.redact(f"{self.hook_name} refused the request: {reason}")
+        return RetryableApiError("rate_limited", message, wait)
 
     def observe_rate_headers(self, response: ApiResponse, cost: float = 1.0) -> None:
         """Follow the API's own count of its window: spread what is left, or wait for the reset."""
@@ -427,39 +490,83 @@ class ParcelTrackingHook(BaseHook):
             position = first_index + offset
             try:
                 parcel = Parcel.coerce(item, index=position)
+                self.validate_parcel(parcel, position)
             except InvalidParcelError as err:
                 invalid[offset] = self.invalid_result(item, str(err))
                 slots.append((None, offset))
                 continue
-            unique.setdefault(_fold(parcel.key), parcel)
+            unique.setdefault(self.answer_key(parcel), parcel)
             slots.append((parcel, offset))
         return list(unique.values()), slots, invalid
 
+    def validate_parcel(self, parcel: Parcel, index: int | None = None) -> None:
+        """
+        Refuse a parcel this API cannot be asked about (beyond the checks of ``Parcel``), so it
+        becomes an ``invalid_input`` error row and is never sent. Default: none.
+
+        :param parcel: the parcel.
+        :param index: its position in the input, for the message.
+        :raises InvalidParcelError: naming the parcel and the field.
+        """
+
+    def answer_key(self, item: Parcel | TrackingResult) -> _Key:
+        """
+        What one question to the API is: parcels with the same key are asked once and share
+        the answer. Default: carrier and tracking number, case-folded (the APIs ignore case).
+
+        :param item: a parcel handed in, or a result built for one.
+        """
+        return _fold((item.carrier, item.tracking_number))
+
     def invalid_result(self, item: Any, message: str) -> TrackingResult:
-        """The error row of an input that is not a valid parcel: nothing handed in is dropped."""
+        """
+        The error row of an input that is not a valid parcel: nothing handed in is dropped, and
+        nothing handed in is altered. ``carrier`` and ``tracking_number`` are the input's own
+        strings, whatever their length; the input itself is kept in ``raw["input"]``. An input
+        with no usable tracking number (missing, ``None``, empty, not a string) gets
+        :func:`invalid_input_key`, a key derived from the whole input, so each bad input has its
+        own row key and the same input always gets the same one.
+
+        :param item: the input as handed in.
+        :param message: why it is not a parcel.
+        """
         get = item.get if isinstance(item, Mapping) else (lambda _k, _d=None: None)
         number = get("tracking_number")
         carrier = get("carrier")
+        if isinstance(number, str) and number.strip():
+            key = number
+        elif isinstance(number, int) and not isinstance(number, bool):
+            key = str(number)
+        else:
+            key = invalid_input_key(item)
         return TrackingResult(
             provider=self.provider,
-            carrier="" if carrier is None else str(carrier)[:64],
-            tracking_number="" if number is None else str(number)[:64],
+            carrier=carrier if isinstance(carrier, str) else ("" if carrier is None else str(carrier)),
+            tracking_number=key,
             error=TrackingError("invalid_input", message),
+            raw={"input": _json_safe(item)},
         )
 
-    @staticmethod
     def assemble(
+        self,
         slots: list[tuple[Parcel | None, int]],
         invalid: dict[int, TrackingResult],
         answers: Mapping[_Key, TrackingResult],
     ) -> list[TrackingResult]:
-        folded = {_fold(key): answer for key, answer in answers.items()}
+        """
+        Results in input order: each parcel gets the answer to its question (``answer_key``),
+        carrying the parcel's own carrier, number and client id as handed in.
+
+        :param slots: per input, the parcel (``None`` for an invalid input) and its offset.
+        :param invalid: the error rows of invalid inputs, by offset.
+        :param answers: results by ``answer_key``.
+        """
         out = []
         for parcel, offset in slots:
             if parcel is None:
                 out.append(invalid[offset])
                 continue
-            answer = folded[_fold(parcel.key)]
+            answer = answers[self.answer_key(parcel)]
             if (answer.carrier, answer.tracking_number, answer.client_id) != (
                 parcel.carrier, parcel.tracking_number, parcel.client_id
             ):
@@ -470,6 +577,8 @@ class ParcelTrackingHook(BaseHook):
 
     def final_failures(self, request: ApiRequest, error: Exception) -> list[TrackingResult]:
         """Error results for every parcel of a request that could not be answered."""
+        if isinstance(error, UnusableAnswer):  # never retried: the same answer would come back
+            return [self.failure(p, error.code, error.message) for p in request.parcels]
         if isinstance(error, RetryableApiError):
             return [self.failure(p, error.code, f"{error.message} (after retries)") for p in request.parcels]
         assert isinstance(error, RequestRejected)
@@ -486,7 +595,7 @@ class ParcelTrackingHook(BaseHook):
     def _on_retry(self, state: RetryCallState) -> None:
         self.stats.add(retries=1)
         error = state.outcome.exception() if state.outcome else None
-        self.log.debug("%s: retry %d after %s", self.hook_name, state.attempt_number, error)
+        self.log.debug("%s: retry %d after %s", self.hook_name, state.attempt_number, self.redact(str(error)))
 
     # ------------------------------------------------------------------ sync transport
 
@@ -494,7 +603,7 @@ class ParcelTrackingHook(BaseHook):
         """The hook's one ``requests.Session``, pooled for ``max_concurrency`` connections."""
         if self._session is None:
             session = requests.Session()
-            adapter = HTTPAdapter(pool_connections=2, pool_maxsize=self.settings.max_concurrency, max_retries=0)
+            adapter = DeadlineAdapter(pool_connections=2, pool_maxsize=self.settings.max_concurrency, max_retries=0)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             session.headers.update(self.headers())
@@ -502,41 +611,66 @@ class ParcelTrackingHook(BaseHook):
         return self._session
 
     def send(self, request: ApiRequest) -> ApiResponse:
-        """One HTTP attempt: waits for the quota, sends, and wraps the answer."""
+        """
+        One HTTP attempt: waits for the quota, sends, and wraps the answer. The call (connect,
+        headers and body) ends within ``timeout`` seconds however slowly the server answers,
+        and an answer larger than ``max_response_bytes`` is refused without being read whole.
+
+        :raises RetryableApiError: ``timeout`` or ``connection_error``.
+        :raises UnusableAnswer: ``response_too_large``.
+        """
         wait = self.limiter.reserve(request.cost)
         if wait > 0:
             time.sleep(wait)
+        settings = self.settings
+        session = self.get_conn()
         self.stats.add(requests=1, in_flight=request.cost)
         self.limiter.record(request.cost)
         try:
-            response = self.get_conn().request(
-                request.method,
-                self.url(request.path),
-                params=request.params,
-                json=request.json,
-                timeout=self.settings.timeout,
-            )
-        except requests.Timeout:
-            raise self.unreachable("timeout") from None
-        except requests.RequestException as err:
-            raise self.unreachable("connection_error", err) from None
+            with Deadline(settings.timeout) as deadline:
+                try:
+                    # the socket timeouts bound each read; the deadline (a watchdog) bounds them all
+                    with session.request(request.method, self.url(request.path), params=request.params,
+                                         json=request.json, timeout=settings.timeout, stream=True) as response:
+                        body = BodyReader(settings.max_response_bytes, response.headers.get("Content-Length"))
+                        for chunk in response.iter_content(READ_CHUNK_BYTES):
+                            body.add(chunk)
+                except OSError as err:  # requests.RequestException included
+                    if deadline.expired or isinstance(err, requests.Timeout):
+                        raise self.unreachable("timeout") from None
+                    raise self.unreachable("connection_error", err) from None
+                if deadline.fired:  # the watchdog ended a body that had no announced length
+                    raise self.unreachable("timeout")
         finally:
             self.stats.add(in_flight=-request.cost)
-        return ApiResponse(response.status_code, response.headers, response.content)
+        return ApiResponse(response.status_code, response.headers, body.content())
 
     def unreachable(self, code: str, error: Exception | None = None) -> RetryableApiError:
-        """The retryable error of a call that got no answer (a timeout, a reset, a refused connection)."""
+        """
+        The retryable error of a call that got no answer, naming the host and why: refused, DNS,
+        TLS, reset or timeout (the URL's userinfo and the connection's secrets redacted).
+
+        :param code: ``timeout`` or ``connection_error``.
+        :param error: what the HTTP client raised.
+        """
+        from airflow_provider_parcels.hooks.no_answer import endpoint, no_answer_reason
+
+        base_url = self.redact(self.settings.base_url)
         if code == "timeout":
-            return RetryableApiError(code, f"{self.hook_name} did not answer within {self.settings.timeout} s")
-        return RetryableApiError(code, f"{self.hook_name} at {self.settings.base_url}: {type(error).__name__}")
+            host, port = endpoint(base_url)
+            reason = f"no answer from {host}{f':{port}' if port else ''} within {self.settings.timeout} s (timeout)"
+        else:
+            reason = no_answer_reason(error, base_url)
+        return RetryableApiError(code, self.redact(f"{self.hook_name} at {base_url}: {reason}"))
 
     def call(self, request: ApiRequest) -> ApiResponse:
         """Send a non-tracking call with the retry policy (429, 5xx, no answer); return the answer."""
-        for attempt in Retrying(**self.settings.retry.tenacity_kwargs(self._on_retry)):
-            with attempt:
-                response = self.send(request)
-                self.raise_for_retry(response)
-                return response
+        with self.redacting():
+            for attempt in Retrying(**self.settings.retry.tenacity_kwargs(self._on_retry)):
+                with attempt:
+                    response = self.send(request)
+                    self.raise_for_retry(response)
+                    return response
         raise AssertionError("unreachable")
 
     def raise_for_retry(self, response: ApiResponse) -> None:
@@ -572,7 +706,7 @@ class ParcelTrackingHook(BaseHook):
     def _submit_chunk(self, chunk: Sequence[Any], first_index: int) -> _ChunkInFlight:
         unique, slots, invalid = self.plan_chunk(chunk, first_index)
         pending = list(self.build_track_requests(unique))
-        flight = _ChunkInFlight(slots, invalid)
+        flight = _ChunkInFlight(slots, invalid, key=self.answer_key)
         if pending and not self._verified:
             # The first call goes alone: a wrong key is then sent once, not max_concurrency times.
             flight.add(self.execute_request(pending.pop(0)))
@@ -609,22 +743,37 @@ class ParcelTrackingHook(BaseHook):
     # ------------------------------------------------------------------ async transport (trigger)
 
     async def asend(self, client: httpx.AsyncClient, request: ApiRequest) -> ApiResponse:
+        """
+        The async twin of :meth:`send`: the same deadline per call (connect, headers and body)
+        and the same size cap.
+
+        :param client: the ``httpx.AsyncClient`` of this run.
+        :param request: the call.
+        """
         wait = self.limiter.reserve(request.cost)
         if wait > 0:
             await asyncio.sleep(wait)
+        settings = self.settings
         self.stats.add(requests=1, in_flight=request.cost)
         self.limiter.record(request.cost)
+        deadline = asyncio.timeout(settings.timeout)
         try:
-            response = await client.request(
-                request.method, self.url(request.path), params=request.params, json=request.json
-            )
+            async with deadline, client.stream(request.method, self.url(request.path), params=request.params,
+                                               json=request.json) as response:
+                body = BodyReader(settings.max_response_bytes, response.headers.get("Content-Length"))
+                async for chunk in response.aiter_bytes(READ_CHUNK_BYTES):
+                    body.add(chunk)
+        except TimeoutError:
+            if deadline.expired():
+                raise self.unreachable("timeout") from None
+            raise
         except httpx.TimeoutException:
             raise self.unreachable("timeout") from None
         except httpx.HTTPError as err:
             raise self.unreachable("connection_error", err) from None
         finally:
             self.stats.add(in_flight=-request.cost)
-        return ApiResponse(response.status_code, response.headers, response.content)
+        return ApiResponse(response.status_code, response.headers, body.content())
 
     async def aexecute_request(self, client: httpx.AsyncClient, request: ApiRequest) -> list[TrackingResult]:
         try:
@@ -663,7 +812,7 @@ class ParcelTrackingHook(BaseHook):
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 raise
-        return {r.key[1:]: r for group in groups for r in group}
+        return {self.answer_key(r): r for group in groups for r in group}
 
     # ------------------------------------------------------------------ UI test button
 
@@ -672,11 +821,23 @@ class ParcelTrackingHook(BaseHook):
     test_accept: ClassVar[tuple[int, ...]] = (200,)
 
     def test_connection(self) -> tuple[bool, str]:
-        """One cheap authenticated call; ``(ok, message)`` for the UI's Test button."""
+        """
+        One cheap authenticated call; ``(ok, message)`` for the UI's Test button, the REST API
+        (``POST /api/v2/connections/test``) and ``airflow connections test``.
+
+        The message names the API, the URL tested and the connection, except when Airflow tests
+        under a random id of its own (the REST endpoint does): then it says "this connection".
+        """
         try:
-            response = self.send(self.test_request)
-        except (ParcelConnectionError, RetryableApiError) as err:
-            return False, self.redact(str(err))
+            ok, message = self._test_connection()
+        except (ParcelConnectionError, ParcelApiAuthError, RetryableApiError, RequestRejected) as err:
+            ok, message = False, str(err)
+        if self._testing_under_transient_id():
+            message = message.replace(f"connection {self.conn_id!r}", "this connection")
+        return ok, self.redact(message)
+
+    def _test_connection(self) -> tuple[bool, str]:
+        response = self.send(self.test_request)
         if response.status_code in (401, 403):
             return False, self.auth_failure_message(response)
         try:
@@ -685,9 +846,22 @@ class ParcelTrackingHook(BaseHook):
             return False, str(err)
         except (RetryableApiError, RequestRejected):
             pass
+        where = f"{self.hook_name} at {self.settings.base_url}"
         if response.status_code in self.test_accept:
-            return True, f"{self.hook_name} accepted the credentials of connection {self.conn_id!r}"
-        return False, f"{self.hook_name} answered HTTP {response.status_code} at {self.test_request.path}"
+            return True, f"{where} accepted the credentials of connection {self.conn_id!r}"
+        return False, f"{where} answered HTTP {response.status_code} to {self.test_request.path}"
+
+    def _testing_under_transient_id(self) -> bool:
+        """
+        Whether ``conn_id`` is the throw-away id Airflow's REST test endpoint gives the connection
+        it tests (8 random letters and digits, defined only as an ``AIRFLOW_CONN_`` variable).
+        """
+        import os
+        import re
+
+        return bool(re.fullmatch(r"[A-Za-z0-9]{8}", self.conn_id or "")) and (
+            f"AIRFLOW_CONN_{self.conn_id.upper()}" in os.environ
+        )
 
 
 @dataclasses.dataclass
@@ -698,10 +872,14 @@ class _ChunkInFlight:
     invalid: dict[int, TrackingResult]
     answers: dict[_Key, TrackingResult] = dataclasses.field(default_factory=dict)
     futures: list[Future] = dataclasses.field(default_factory=list)
+    #: the hook's ``answer_key``: how an answer is filed.
+    key: Callable[[TrackingResult], _Key] = dataclasses.field(
+        default=lambda r: _fold((r.carrier, r.tracking_number))
+    )
 
     def add(self, results: Iterable[TrackingResult]) -> None:
         for result in results:
-            self.answers[(result.carrier, result.tracking_number)] = result
+            self.answers[self.key(result)] = result
 
     def cancel(self) -> None:
         for future in self.futures:
@@ -721,9 +899,42 @@ async def _async_extra_dejson(conn: Any) -> dict[str, Any]:
     return await get_async_extra_dejson(conn)
 
 
+def _describe(error: BaseException) -> str:
+    """An exception for a message: its type and the start of its text (a hostile answer may make it huge)."""
+    text = str(error)
+    return f"{type(error).__name__}: {text[:200]}" if text else type(error).__name__
+
+
 def _fold(key: _Key) -> _Key:
     """A parcel key for asking the API: tracking numbers (and carrier codes) ignore case there."""
     return (key[0].lower(), key[1].upper())
+
+
+#: Prefix of the key of an input without a usable tracking number (never a valid number:
+#: those start with a letter or digit).
+INVALID_INPUT_PREFIX = "#invalid-input-"
+
+
+def invalid_input_key(item: Any) -> str:
+    """
+    The row key of an input with no usable tracking number: ``#invalid-input-`` and 24 hex
+    digits of a SHA-256 of the input as canonical JSON. Deterministic (the same input, the same
+    key, in every run) and never equal to a valid tracking number.
+
+    :param item: the input as handed in.
+    """
+    text = json.dumps(_json_safe(item), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return INVALID_INPUT_PREFIX + hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+
+
+def _json_safe(item: Any) -> Any:
+    """The input as plain JSON values (what is not JSON is written as its ``repr``)."""
+    try:
+        return json.loads(json.dumps(item, default=repr, allow_nan=False))
+    except (TypeError, ValueError):
+        if isinstance(item, Mapping):
+            return {str(k): _json_safe(v) for k, v in item.items()}
+        return repr(item)
 
 
 def _rows(parcels: Any) -> Iterator[Any]:

@@ -1,4 +1,9 @@
-"""Errors raised by the hooks; none of their messages ever holds a key or a secret."""
+"""
+Errors raised by the hooks; none of their messages ever holds a key or a secret: the hooks
+build them from redacted text or pass them through
+:meth:`~airflow_provider_parcels.hooks.base.ParcelTrackingHook.redacting` (one
+:class:`~airflow_provider_parcels.hooks.redaction.Redactor` per connection).
+"""
 
 from __future__ import annotations
 

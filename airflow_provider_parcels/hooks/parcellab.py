@@ -20,7 +20,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from airflow_provider_parcels.hooks.base import ParcelTrackingHook
+from tenacity import Retrying
+
+from airflow_provider_parcels.hooks.base import ParcelTrackingHook, invalid_input_key
 from airflow_provider_parcels.hooks.exceptions import RequestRejected, RetryableApiError
 from airflow_provider_parcels.hooks.parsing import (
     StatusMap,
@@ -30,9 +32,9 @@ from airflow_provider_parcels.hooks.parsing import (
     parse_utc,
     text,
 )
-from airflow_provider_parcels.hooks.trackingmore import CreateResult
-from airflow_provider_parcels.hooks.transport import ApiRequest
-from airflow_provider_parcels.models import Parcel, ParcelStatus, TrackingResult
+from airflow_provider_parcels.hooks.trackingmore import MAYBE_LANDED, CreateResult
+from airflow_provider_parcels.hooks.transport import ApiRequest, ApiResponse
+from airflow_provider_parcels.models import InvalidParcelError, Parcel, ParcelStatus, TrackingResult
 
 S = ParcelStatus
 PARCELLAB_STATUS = StatusMap(
@@ -88,9 +90,39 @@ class ParcelLabHook(ParcelTrackingHook):
         _ = self.settings
         return self._extra.get("account")
 
+    @staticmethod
+    def order_id(item: Parcel | TrackingResult) -> str:
+        """The order a parcel is looked up by: its ``client_id``, else its tracking number."""
+        return item.client_id or item.tracking_number
+
+    def validate_parcel(self, parcel: Parcel, index: int | None = None) -> None:
+        """
+        The order id goes into the URL path: it must match the doc's ``^(?!info)[^/.]+$`` (``.``
+        or ``..`` would turn the order URL into the order list, or another path).
+
+        :param parcel: the parcel.
+        :param index: its position in the input, for the message.
+        :raises InvalidParcelError: when the order id cannot name an order.
+        """
+        order_id = self.order_id(parcel)
+        if not UNIQUE_ID.match(order_id):
+            where = f"parcel #{index}" if index is not None else "parcel"
+            field = "client_id" if parcel.client_id else "tracking_number"
+            raise InvalidParcelError(
+                f"{where} (tracking_number={parcel.tracking_number!r}): {field} {order_id!r} cannot identify a "
+                f"parcelLab order (the order id must match {UNIQUE_ID.pattern}: no '/', no '.', not starting "
+                f"with 'info')"
+            )
+
+    def answer_key(self, item: Parcel | TrackingResult) -> tuple[str, ...]:
+        """Tracking number and order: two orders sharing a tracking number are two questions."""
+        return (*super().answer_key(item), self.order_id(item))
+
     def build_batch_request(self, parcels: Sequence[Parcel]) -> ApiRequest:
         (parcel,) = parcels
-        order_id = parcel.client_id or parcel.tracking_number
+        order_id = self.order_id(parcel)
+        if not UNIQUE_ID.match(order_id):  # plan_chunk refuses these; never send one
+            raise InvalidParcelError(f"order id {order_id!r} must match {UNIQUE_ID.pattern}")
         return ApiRequest("GET", f"/v4/track/orders/{quote(order_id, safe='')}/", parcels=(parcel,))
 
     def parse_track_response(self, request: ApiRequest, body: Any) -> list[TrackingResult]:
@@ -183,6 +215,11 @@ class ParcelLabHook(ParcelTrackingHook):
         order: ``created`` on 201, ``updated`` on 200/204, else ``error`` with the reason.
         A retried task or a retried call never creates an order twice.
 
+        The ``PUT`` is retried after a timeout, a reset or a 5xx, and such a failed attempt may
+        have been carried out by parcelLab: a retry answering 200 then cannot tell whether that
+        attempt created the order or it existed before, and the outcome is
+        ``created_or_updated`` (a 201 still means created, by the retry).
+
         :param orders: order payloads as the doc describes (``account`` is taken from the
             connection's extra when missing).
         """
@@ -191,21 +228,51 @@ class ParcelLabHook(ParcelTrackingHook):
             body = dict(order)
             if body.get("account") is None and self.account is not None:
                 body["account"] = int(self.account) if str(self.account).isdigit() else self.account
-            key = str(body.get("order_number") or body.get("external_reference") or "")
+            key = str(body.get("order_number") or body.get("external_reference") or "") or invalid_input_key(order)
+            attempts: list[str] = []
             try:
-                response = self.call(ApiRequest("PUT", "/v4/track/orders/", json=body))
+                response = self._put_order(body, attempts)
             except RetryableApiError as err:
-                out.append(CreateResult(key, "error", f"{err.message} (after retries)"))
+                landed = [code for code in attempts if code in MAYBE_LANDED]
+                maybe = (f"; an attempt ({landed[0]}) may have been carried out: the order may exist, and "
+                         f"sending it again is safe (the PUT is idempotent)") if landed else ""
+                out.append(CreateResult(key, "error", f"{err.message} (after retries){maybe}"))
                 continue
             code = response.status_code
+            landed = [code for code in attempts if code in MAYBE_LANDED]
             if code == 201:
                 out.append(CreateResult(key, "created", status_code=code))
+            elif code in (200, 204) and landed:
+                out.append(CreateResult(
+                    key, "created_or_updated",
+                    f"an earlier attempt got no usable answer ({landed[0]}) and may have created the order; "
+                    f"the retry found it (HTTP {code})", status_code=code))
             elif code in (200, 204):
                 out.append(CreateResult(key, "updated", status_code=code))
             else:
                 detail = self._validation_message(response)
                 out.append(CreateResult(key, "error", f"HTTP {code}: {detail}", status_code=code))
-        return out
+        return [self.redact_value(r) for r in out]
+
+    def _put_order(self, body: Mapping[str, Any], attempts: list[str]) -> ApiResponse:
+        """
+        One order's ``PUT`` with the retry policy (idempotent: safe to repeat).
+
+        :param body: the order.
+        :param attempts: filled with the error code of each failed attempt, so the caller can
+            tell whether one may have been carried out.
+        """
+        request = ApiRequest("PUT", "/v4/track/orders/", json=body)
+        for attempt in Retrying(**self.settings.retry.tenacity_kwargs(self._on_retry)):
+            with attempt:
+                try:
+                    response = self.send(request)
+                    self.raise_for_retry(response)
+                except RetryableApiError as err:
+                    attempts.append(err.code)
+                    raise
+                return response
+        raise AssertionError("unreachable")
 
     def _validation_message(self, response: Any) -> str:
         try:

@@ -10,29 +10,39 @@ from typing import Any
 
 import pendulum
 
+from airflow_provider_parcels.hooks.transport import clean_text
 from airflow_provider_parcels.models import ParcelStatus, TrackingEvent
 
 log = logging.getLogger(__name__)
+#: Longer "times" are not handed to the parser (no real timestamp is this long).
+MAX_TIME_TEXT = 64
 
 
 def parse_time(value: Any) -> tuple[datetime | None, str | None]:
     """
     Read an API timestamp.
 
+    :param value: what the API sent (usually text; anything is accepted).
     :return: ``(utc, as_written)``: ``utc`` is the instant in UTC when the text carries a zone
         or offset, and ``None`` for a zone-less local time (never guessed as UTC);
-        ``as_written`` is the text unchanged.
+        ``as_written`` is the text unchanged. A time that cannot be read or placed in UTC
+        (``"99999999999999999999"``, a year past 9999) is kept as written with no UTC instant:
+        it never fails the parcel.
     """
     if value is None or value == "":
         return None, None
-    text = str(value).strip()
+    text = clean_text(str(value).strip())
+    if len(text) > MAX_TIME_TEXT:
+        return None, text
     try:
         parsed = pendulum.parse(text, tz=None, strict=False)
-    except (ValueError, TypeError, pendulum.parsing.exceptions.ParserError):
+        if not isinstance(parsed, datetime) or parsed.tzinfo is None:
+            return None, text
+        return datetime.fromtimestamp(parsed.timestamp(), tz=timezone.utc), text
+    except MemoryError:
+        raise
+    except Exception:  # ParserError, ValueError, OverflowError (year 10000, 20-digit "timestamps"), OSError...
         return None, text
-    if not isinstance(parsed, datetime) or parsed.tzinfo is None:
-        return None, text
-    return datetime.fromtimestamp(parsed.timestamp(), tz=timezone.utc), text
 
 
 def parse_utc(value: Any) -> datetime | None:
@@ -99,14 +109,14 @@ def make_event(
     gives a separate local time (ShipEngine ``carrier_occurred_at``), is kept as written.
     """
     utc, written = parse_time(when)
-    local_text = str(local).strip() if local not in (None, "") else written
+    local_text = text(local) if local not in (None, "") else written
     return TrackingEvent(
         occurred_at=utc,
         occurred_at_local=local_text,
         status=status,
-        provider_status=str(provider_status) if provider_status not in (None, "") else None,
-        description=str(description).strip() if description not in (None, "") else None,
-        location=str(location).strip() if location not in (None, "") else None,
+        provider_status=clean_text(str(provider_status)) if provider_status not in (None, "") else None,
+        description=text(description),
+        location=text(location),
         raw=dict(raw or {}),
     )
 
@@ -134,8 +144,8 @@ def first_event_at(events: Iterable[TrackingEvent], status: ParcelStatus) -> dat
 
 
 def text(value: Any) -> str | None:
-    """A non-empty stripped string, or ``None``."""
+    """A non-empty stripped string any database can store (no NUL, no lone surrogate), or ``None``."""
     if value is None:
         return None
-    value = str(value).strip()
+    value = clean_text(str(value).strip())
     return value or None

@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
 from typing import ClassVar
+
+from airflow_provider_parcels.hooks.transport import MAX_WAIT_SECONDS
+
+
+def _sane_count(value: float | None) -> float | None:
+    """A count from a header, rounded down; negative (requests in flight beyond it) stays negative."""
+    if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(math.floor(value))
+
+
+def _sane(value: float | None) -> float | None:
+    """A number an API sent in a header, or ``None`` when it is not a finite number >= 0."""
+    if value is None or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        return None
+    return float(value)
 
 
 class RateLimiter:
@@ -67,8 +84,11 @@ class RateLimiter:
 
     def note_remaining(self, remaining: float, cost: float) -> None:
         """Remember the largest window an answer implied (``remaining`` plus what it used)."""
+        remaining = _sane(remaining)
+        if remaining is None:
+            return
         with self._lock:
-            self._limit_seen = max(self._limit_seen, remaining + cost)
+            self._limit_seen = max(self._limit_seen, math.floor(remaining) + cost)
 
     def learn_from_refusal(self, limit: float | None, wait: float | None) -> None:
         """
@@ -78,11 +98,21 @@ class RateLimiter:
 
         :param limit: ``X-RateLimit-Limit`` of the refusal; when the API sends none (TrackFlow),
             the largest window seen in ``X-RateLimit-Remaining`` stands in.
-        :param wait: the wait the refusal asked for.
+        :param wait: the wait the refusal asked for (clamped to ``MAX_WAIT_SECONDS``).
+
+        Nonsense is ignored: a limit that is not a whole number of at least 1 (``0.001``,
+        ``nan``, ``inf``, negative), a wait that is not a finite number; and the pace learned is
+        never slower than one request per ``MAX_WAIT_SECONDS``.
         """
+        limit, wait = _sane(limit), _sane(wait)
+        if limit is not None:
+            limit = math.floor(limit) if limit >= 1 else None
+        if wait is None:
+            return
+        wait = min(wait, MAX_WAIT_SECONDS)
         with self._lock:
             limit = limit or self._limit_seen
-            if not limit or wait is None:
+            if not limit:
                 return
             if self._rpm is not None and not self.learned:
                 return
@@ -96,7 +126,8 @@ class RateLimiter:
                 return
             window = now + wait - oldest
             if window > 0:
-                rpm = 60.0 * limit / window
+                # never slower than one request per MAX_WAIT_SECONDS, safety margin included
+                rpm = max(60.0 * limit / window, 60.0 / (MAX_WAIT_SECONDS * (1 - self.safety_margin)))
                 if self._rpm is None or rpm < self._rpm:
                     self.requests_per_minute = rpm
                     self.learned = True
@@ -107,9 +138,14 @@ class RateLimiter:
         (``X-RateLimit-Remaining`` and ``-Reset``), or hold back until then when nothing is left.
         How a client with an unknown quota avoids most 429s.
 
-        :param remaining: requests (units) left, minus those already in flight.
-        :param reset_in: seconds until the window resets.
+        :param remaining: requests (units) left, minus those already in flight; a fraction is
+            rounded down (``0.001`` left means none).
+        :param reset_in: seconds until the window resets (clamped to ``MAX_WAIT_SECONDS``).
         """
+        remaining, reset_in = _sane_count(remaining), _sane(reset_in)
+        if remaining is None or reset_in is None:
+            return
+        reset_in = min(reset_in, MAX_WAIT_SECONDS)
         with self._lock:
             now = time.monotonic()
             if remaining <= 0:
@@ -119,7 +155,11 @@ class RateLimiter:
             self._window_until = now + reset_in
 
     def pause(self, seconds: float) -> None:
-        """Hold every request of this connection back for ``seconds`` (after a 429)."""
+        """Hold every request of this connection back for ``seconds`` (after a 429; clamped to ``MAX_WAIT_SECONDS``)."""
+        seconds = _sane(seconds)
+        if seconds is None:
+            return
+        seconds = min(seconds, MAX_WAIT_SECONDS)
         with self._lock:
             self._paused_until = max(self._paused_until, time.monotonic() + seconds)
 

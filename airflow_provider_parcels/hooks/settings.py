@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from airflow_provider_parcels.hooks.exceptions import ParcelConnectionError
-from airflow_provider_parcels.hooks.transport import RetryPolicy
+from airflow_provider_parcels.hooks.transport import DEFAULT_MAX_RESPONSE_BYTES, RetryPolicy
 
 #: Extras every tracking connection understands.
 COMMON_EXTRAS = (
@@ -21,6 +21,7 @@ COMMON_EXTRAS = (
     "max_retries",
     "quota_share",
     "scheme",
+    "max_response_mb",
 )
 DEFAULT_TIMEOUT = 30.0
 MAX_CONCURRENCY_LIMIT = 64
@@ -48,8 +49,10 @@ class HookSettings:
     :param requests_per_minute: the quota this hook may use (after ``quota_share``), or ``None``.
     :param batch_size: parcels per tracking call.
     :param max_concurrency: requests in flight at once.
-    :param timeout: seconds for each HTTP call.
+    :param timeout: seconds one HTTP call may take, from connecting to the last byte of the answer.
     :param retry: the retry policy.
+    :param max_response_bytes: the largest answer read (extra ``max_response_mb``, default 16 MiB);
+        a larger one gives its parcels the error ``response_too_large``.
     """
 
     base_url: str
@@ -58,6 +61,7 @@ class HookSettings:
     max_concurrency: int
     timeout: float
     retry: RetryPolicy
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
 
 def _number(conn_id: str, name: str, value: Any, cast: type, minimum: float) -> Any:
@@ -154,6 +158,8 @@ def resolve_settings(
     timeout = _number(conn_id, "timeout", merged.get("timeout"), float, 0.001) or DEFAULT_TIMEOUT
     retries = _number(conn_id, "max_retries", merged.get("max_retries"), int, 0)
     retry = RetryPolicy() if retries is None else RetryPolicy(max_retries=retries)
+    max_mb = _number(conn_id, "max_response_mb", merged.get("max_response_mb"), float, 0.001)
+    max_bytes = int(max_mb * 1024 * 1024) if max_mb is not None else DEFAULT_MAX_RESPONSE_BYTES
     return HookSettings(
         base_url=base_url,
         requests_per_minute=rpm,
@@ -161,4 +167,5 @@ def resolve_settings(
         max_concurrency=concurrency,
         timeout=timeout,
         retry=retry,
+        max_response_bytes=max_bytes,
     )

@@ -17,7 +17,7 @@ from airflow_provider_parcels.hooks.base import ParcelTrackingHook
 from airflow_provider_parcels.hooks.parsing import StatusMap, dedupe_events, make_event, parse_utc, text
 from airflow_provider_parcels.hooks.settings import Plan
 from airflow_provider_parcels.hooks.transport import ApiRequest
-from airflow_provider_parcels.models import Parcel, ParcelStatus, TrackingResult
+from airflow_provider_parcels.models import Parcel, ParcelStatus, TrackingError, TrackingResult
 
 S = ParcelStatus
 SHIPENGINE_STATUS = StatusMap(
@@ -74,16 +74,32 @@ class ShipEngineHook(ParcelTrackingHook):
 
     def parse_track_response(self, request: ApiRequest, body: Any) -> list[TrackingResult]:
         (parcel,) = request.parcels
-        if "status_code" not in body:
-            raise ValueError("no status_code in the answer")
+        if not isinstance(body, Mapping):
+            raise TypeError(f"the answer is a {type(body).__name__}, not an object")
+        raw_events = body.get("events")
+        events = dedupe_events(self._event(e) for e in raw_events or () if isinstance(e, Mapping)) \
+            if isinstance(raw_events, list) else ()
         code = text(body.get("status_code"))
-        events = dedupe_events(self._event(e) for e in body.get("events") or () if isinstance(e, Mapping))
+        error = None
+        if code is None:
+            # A well-formed 200 without a parcel status (real UPS answers): the newest event
+            # that has a status gives it; without one it is one error row. Never retried.
+            newest = next((e for e in events if e.status is not S.UNKNOWN), None)
+            if newest is not None:
+                code = newest.provider_status
+            else:
+                error = TrackingError(
+                    "malformed_response",
+                    "ShipEngine answered without a status_code and no event has one"
+                    + (f" ({len(events)} events kept)" if events else ""),
+                )
         status = self.status_map(code)
         return [
             self.result(
                 parcel,
                 status=status,
                 provider_status=code,
+                error=error,
                 status_text=text(body.get("status_description")),
                 carrier_name=text(body.get("carrier_code")),
                 estimated_delivery=parse_utc(body.get("estimated_delivery_date")),

@@ -34,6 +34,9 @@ from airflow_provider_parcels.hooks.settings import Plan
 from airflow_provider_parcels.hooks.transport import ApiRequest
 from airflow_provider_parcels.models import Parcel, ParcelStatus, TrackingResult
 
+#: How old a webhook's signed ``last_updated`` may be before the delivery is refused as a replay.
+BODY_MAX_AGE_SECONDS = 24 * 3600.0
+
 S = ParcelStatus
 TRACKFLOW_STATUS = StatusMap(
     "TrackFlow",
@@ -113,7 +116,7 @@ class TrackFlowHook(ParcelTrackingHook):
                 code = str(error.get("code") or "tracking_failed").lower()
                 out.append(self.failure(parcel, code, str(error.get("message") or code), raw=item))
             else:
-                out.append(self.parse_shipment(parcel, item))
+                out.append(self.read_item(parcel, self.parse_shipment, parcel, item))
         return out
 
     def parse_shipment(self, parcel: Parcel, item: Mapping[str, Any]) -> TrackingResult:
@@ -149,24 +152,48 @@ class TrackFlowHook(ParcelTrackingHook):
     # ------------------------------------------------------------------ webhooks
 
     def webhook_secret(self) -> str:
+        """
+        The connection's extra ``webhook_secret``, stripped.
+
+        :raises WebhookSignatureError: absent or blank, naming the connection and the field.
+        """
         _ = self.settings
         secret = self._extra.get("webhook_secret")
-        if not secret:
+        if secret is None or secret == "":
             raise WebhookSignatureError(f"connection {self.conn_id!r} has no extra 'webhook_secret'")
-        return str(secret)
+        secret = str(secret).strip()
+        if not secret:
+            raise WebhookSignatureError(
+                f"connection {self.conn_id!r} ({self.conn_type}): extra 'webhook_secret' is blank; "
+                "set it to the webhook secret TrackFlow gave you"
+            )
+        return secret
 
     def verify_webhook(self, body: bytes, signature: str | None, *, timestamp: str | None = None,
-                       tolerance: float = 300.0) -> None:
+                       tolerance: float = 300.0, max_age: float = BODY_MAX_AGE_SECONDS,
+                       require_fresh: bool = True) -> None:
         """
-        Check ``X-TrackFlow-Signature`` (hex HMAC-SHA256 of the raw body with the webhook
-        secret, optionally ``sha256=`` prefixed) in constant time.
+        Check a delivery: ``X-TrackFlow-Signature`` (hex HMAC-SHA256 of the raw body with the
+        webhook secret, optionally ``sha256=`` prefixed) in constant time, then its age, so a
+        captured delivery cannot be replayed later.
+
+        TrackFlow signs the body alone and sends no timestamp header; the signed body carries
+        the shipment's ``last_updated``, which is the age checked by default: at most ``max_age``
+        old (a day: vendors redeliver for hours, and a carrier's scan may reach TrackFlow late)
+        and at most ``tolerance`` in the future. A replay inside that window is harmless: it
+        parses to the same result, which the warehouse loads as the same rows. A sender that
+        adds a timestamp header signs ``"{timestamp}.{body}"``: pass it as ``timestamp``.
 
         :param body: the raw request body, exactly as received.
         :param signature: the header's value.
         :param timestamp: a delivery timestamp header (epoch seconds), if the sender adds one;
-            when given it is signed as ``"{timestamp}.{body}"`` and older than ``tolerance``
-            seconds is refused as a replay.
-        :raises WebhookSignatureError: missing, malformed, wrong or replayed.
+            it is then signed as ``"{timestamp}.{body}"`` and checked instead of ``last_updated``.
+        :param tolerance: seconds a timestamp header may be older or newer than now, and a
+            ``last_updated`` newer than now (clock skew).
+        :param max_age: seconds a signed ``last_updated`` may be older than now.
+        :param require_fresh: check the age (default). ``False`` accepts a body without a
+            ``last_updated`` and of any age: replays are then possible.
+        :raises WebhookSignatureError: missing, malformed, wrong, too old or of no known age.
         """
         if not signature:
             raise WebhookSignatureError("missing X-TrackFlow-Signature header")
@@ -175,23 +202,31 @@ class TrackFlowHook(ParcelTrackingHook):
             given = given[7:]
         message = body
         if timestamp is not None:
-            try:
-                sent = float(timestamp)
-            except ValueError:
-                raise WebhookSignatureError("malformed webhook timestamp") from None
-            if not math.isfinite(sent):
-                raise WebhookSignatureError("malformed webhook timestamp")
-            if abs(time.time() - sent) > tolerance:
-                raise WebhookSignatureError("webhook timestamp outside the tolerance (replay?)")
-            message = f"{timestamp}.".encode() + body
+            _check_age(_epoch(timestamp), tolerance)
+            message = f"{timestamp}.".encode("utf-8", "replace") + body
         expected = hmac.new(self.webhook_secret().encode(), message, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, given.lower()):
+        # bytes on both sides: a header with non-ASCII characters is a mismatch, not a TypeError
+        if not hmac.compare_digest(expected.encode(), given.lower().encode("utf-8", "replace")):
             raise WebhookSignatureError("X-TrackFlow-Signature does not match the body")
+        if timestamp is None and require_fresh:
+            _check_age(_signed_last_updated(body), tolerance, max_age)
 
     def parse_webhook(self, body: bytes, signature: str | None, *, timestamp: str | None = None,
-                      carrier: str | None = None) -> TrackingResult:
-        """Verify a webhook delivery and read it as a ``TrackingResult``."""
-        self.verify_webhook(body, signature, timestamp=timestamp)
+                      carrier: str | None = None, tolerance: float = 300.0,
+                      max_age: float = BODY_MAX_AGE_SECONDS, require_fresh: bool = True) -> TrackingResult:
+        """
+        Verify a webhook delivery (see :meth:`verify_webhook`) and read it as a ``TrackingResult``.
+
+        :param body: the raw request body.
+        :param signature: the ``X-TrackFlow-Signature`` header.
+        :param timestamp: a delivery timestamp header, if the sender adds one.
+        :param carrier: the carrier code to record, when the payload's should be overridden.
+        :param tolerance: seconds of clock skew allowed (and the age of a timestamp header).
+        :param max_age: seconds a signed ``last_updated`` may be old.
+        :param require_fresh: refuse deliveries of no known age or older than ``tolerance``.
+        """
+        self.verify_webhook(body, signature, timestamp=timestamp, tolerance=tolerance, max_age=max_age,
+                            require_fresh=require_fresh)
         payload = json.loads(body)
         item = payload.get("data", payload) if isinstance(payload, Mapping) else {}
         if not isinstance(item, Mapping):
@@ -202,6 +237,40 @@ class TrackFlowHook(ParcelTrackingHook):
         code = carrier or (carrier_field.get("code") if isinstance(carrier_field, Mapping) else carrier_field)
         parcel = Parcel(carrier=str(code or "unknown"), tracking_number=str(item.get("tracking_number")))
         return self.parse_shipment(parcel, item)
+
+
+def _epoch(timestamp: str) -> float:
+    """A timestamp header as epoch seconds; refused when it is no finite number."""
+    try:
+        sent = float(timestamp)
+    except (TypeError, ValueError):
+        raise WebhookSignatureError("malformed webhook timestamp") from None
+    if not math.isfinite(sent):
+        raise WebhookSignatureError("malformed webhook timestamp")
+    return sent
+
+
+def _signed_last_updated(body: bytes) -> float:
+    """The ``last_updated`` of a (verified) delivery body, epoch seconds."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        raise WebhookSignatureError("webhook body is not JSON") from None
+    item = payload.get("data", payload) if isinstance(payload, Mapping) else None
+    moment = parse_utc(item.get("last_updated")) if isinstance(item, Mapping) else None
+    if moment is None:
+        raise WebhookSignatureError(
+            "webhook body carries no last_updated, so a replay cannot be told apart: pass the sender's "
+            "timestamp header as timestamp=, or require_fresh=False to accept it"
+        )
+    return moment.timestamp()
+
+
+def _check_age(sent: float, tolerance: float, max_age: float | None = None) -> None:
+    """Refuse a moment more than ``max_age`` (default ``tolerance``) ago or ``tolerance`` ahead."""
+    age = time.time() - sent
+    if age > (tolerance if max_age is None else max_age) or -age > tolerance:
+        raise WebhookSignatureError("webhook timestamp outside the tolerance (replay?)")
 
 
 def _entries(body: Any) -> list[Mapping[str, Any]]:

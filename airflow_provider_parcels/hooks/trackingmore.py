@@ -14,20 +14,21 @@ registered is absent from the answer and becomes a ``not_found`` error, or, with
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_parcels.hooks.base import ParcelTrackingHook
+from airflow_provider_parcels.hooks.base import ParcelTrackingHook, invalid_input_key
 from airflow_provider_parcels.hooks.exceptions import ParcelApiAuthError, RequestRejected, RetryableApiError
-from airflow_provider_parcels.hooks.parsing import StatusMap, dedupe_events, make_event, text
+from airflow_provider_parcels.hooks.parsing import StatusMap, dedupe_events, make_event, parse_utc, text
 from airflow_provider_parcels.hooks.settings import Plan
 from airflow_provider_parcels.hooks.transport import ApiRequest, ApiResponse
 from airflow_provider_parcels.models import (
     InvalidParcelError,
     Parcel,
     ParcelStatus,
-    TrackingError,
     TrackingResult,
 )
 
@@ -45,6 +46,13 @@ TRACKINGMORE_STATUS = StatusMap(
         "expired": S.EXPIRED,
     },
 )
+#: Errors of a create call that may come after TrackingMore carried it out (no answer, a 5xx,
+#: an unreadable answer): its outcome is then looked up, never guessed.
+MAYBE_LANDED = frozenset({"timeout", "connection_error", "server_error", "malformed_response"})
+#: Longest wait, after a create call got no answer, before looking up what it did.
+CONFIRM_SETTLE_SECONDS = 10.0
+#: Seconds a tracking's ``created_at`` may precede our clock's send time and still be ours.
+CLOCK_SKEW_SECONDS = 120.0
 AUTH_CODES = frozenset({4001, 4002, 401, 403})
 QUOTA_CODES = frozenset({4029, 4030, 429})
 EXISTS = 4016
@@ -57,7 +65,8 @@ class CreateResult:
     What became of one parcel (or order) handed to a create call.
 
     :param key: the tracking number (or order number).
-    :param outcome: ``created``, ``updated``, ``exists`` (unchanged) or ``error``.
+    :param outcome: ``created``, ``updated``, ``created_or_updated`` (parcelLab, when a retried
+        ``PUT`` cannot tell which), ``exists`` (unchanged) or ``error``.
     :param message: the API's message for errors.
     :param status_code: the HTTP status or API code behind the outcome.
     """
@@ -140,7 +149,7 @@ class TrackingMoreHook(ParcelTrackingHook):
                 continue
             parcel = request.find(item.get("tracking_number"), item.get("carrier_code"))
             if parcel is not None and parcel.key not in out:
-                out[parcel.key] = self.parse_item(parcel, item)
+                out[parcel.key] = self.read_item(parcel, self.parse_item, parcel, item)
         for parcel in request.parcels:
             if parcel.key not in out:
                 out[parcel.key] = self.failure(
@@ -167,10 +176,9 @@ class TrackingMoreHook(ParcelTrackingHook):
             )
             for e in trackinfo
         )
+        # ``notfound`` is a state of a tracking the account holds (no carrier scan yet): an
+        # answer, not an error. Only a number the account lacks is an error row (above).
         status = self.status_map(item.get("status"))
-        fields: dict[str, Any] = {}
-        if status is S.NOT_FOUND:
-            fields["error"] = TrackingError("not_found", "the carrier has no record of this number yet")
         return self.result(
             parcel,
             status=status,
@@ -181,7 +189,6 @@ class TrackingMoreHook(ParcelTrackingHook):
             destination_country=text(item.get("destination_country")),
             events=events,
             raw=item,
-            **fields,
         )
 
     # ------------------------------------------------------------------ registration
@@ -219,7 +226,8 @@ class TrackingMoreHook(ParcelTrackingHook):
                 parcel = Parcel.coerce(item, index=index)
             except InvalidParcelError as err:
                 number = item.get("tracking_number") if isinstance(item, Mapping) else None
-                out.append(CreateResult(str(number or ""), "error", str(err)))
+                key = number if isinstance(number, str) and number.strip() else invalid_input_key(item)
+                out.append(CreateResult(key, "error", str(err)))
                 continue
             extra = {k: v for k, v in item.items() if k not in ("carrier", "tracking_number") and v is not None} \
                 if isinstance(item, Mapping) else {}
@@ -230,33 +238,96 @@ class TrackingMoreHook(ParcelTrackingHook):
             answered = self._create_batch(rows[start : start + self.max_batch_size])
             for slot, result in zip(slots[start : start + self.max_batch_size], answered, strict=True):
                 out[slot] = result
-        return [r for r in out if r is not None]
+        return [self.redact_value(r) for r in out if r is not None]
 
     def _create_batch(self, rows: list[dict[str, Any]]) -> list[CreateResult]:
         request = ApiRequest("POST", "/trackings/batch", json=rows)
+        started = time.time()
         try:
             response = self.call_once_per_attempt(request)
-        except (RetryableApiError, RequestRejected) as err:
+        except RequestRejected as err:
             return [CreateResult(r["tracking_number"], "error", str(err), carrier=r["carrier_code"]) for r in rows]
-        data = response.json().get("data") or {}
+        except RetryableApiError as err:
+            if err.code not in MAYBE_LANDED:
+                return [CreateResult(r["tracking_number"], "error", str(err), carrier=r["carrier_code"])
+                        for r in rows]
+            # The call may have been carried out, or may still be running there: wait as long
+            # as we waited for its answer (at most CONFIRM_SETTLE_SECONDS), then look.
+            time.sleep(min(self.settings.timeout, CONFIRM_SETTLE_SECONDS))
+            return self._confirm(rows, started, f"no answer to POST /trackings/batch ({err.code})")
+        body = response.json()
+        body = body if isinstance(body, Mapping) else {}
+        meta_code = _meta_code(body)
+        data = body.get("data") if isinstance(body.get("data"), Mapping) else {}
         created = {str(t.get("tracking_number")).upper() for t in data.get("trackings") or ()
                    if isinstance(t, Mapping)}
         errors = {str(e.get("tracking_number")).upper(): e for e in data.get("errors") or ()
                   if isinstance(e, Mapping)}
+        out: list[CreateResult | None] = []
+        unreported = []
+        for row in rows:
+            number, carrier = row["tracking_number"], row["carrier_code"]
+            error = errors.get(number.upper())
+            code = _int_or_zero(error.get("code")) if error is not None else 0
+            if error is not None and code == EXISTS:
+                out.append(CreateResult(number, "exists", str(error.get("message")), EXISTS, carrier))
+            elif error is not None:
+                out.append(CreateResult(number, "error", str(error.get("message")), code, carrier))
+            elif number.upper() in created:
+                out.append(CreateResult(number, "created", None, 201, carrier))
+            elif meta_code == EXISTS:
+                # meta.code 4016 in an HTTP 200 with no per-tracking detail: the call's trackings exist.
+                out.append(CreateResult(number, "exists", str(body["meta"].get("message") or "already exists"),
+                                        EXISTS, carrier))
+            else:
+                unreported.append(row)
+                out.append(None)
+        if unreported:
+            confirmed = iter(self._confirm(unreported, started, f"the answer (meta.code {meta_code}) did not "
+                                                                "report this tracking"))
+            out = [r if r is not None else next(confirmed) for r in out]
+        return [r for r in out if r is not None]
+
+    def _confirm(self, rows: list[dict[str, Any]], started: float, why: str) -> list[CreateResult]:
+        """
+        After a create call whose outcome is unknown (no answer, or an answer silent about some
+        trackings): look the numbers up with ``GET /trackings/get?numbers=`` (a read, safe to
+        retry) and report what is true now. A tracking found was ``created`` when TrackingMore
+        dates it from this call on (``created_at``), else it ``exists``; one not found is an
+        ``error`` (not created); if the lookup fails too, an ``error`` saying the outcome is unknown.
+
+        :param rows: the trackings sent.
+        :param started: when the create call was sent (epoch seconds).
+        :param why: what made the outcome unknown, for the messages.
+        """
+        numbers = ",".join(r["tracking_number"] for r in rows)
+        request = ApiRequest("GET", "/trackings/get", params={"numbers": numbers, "limit": 2000, "page": 1})
+        try:
+            response = self.call(request)
+            body = response.json()
+            self.check_answer(request, response, body)
+            data = body.get("data")
+            items = data.get("items") if isinstance(data, Mapping) else data
+            found = {str(i.get("tracking_number")).upper(): i for i in items or () if isinstance(i, Mapping)}
+        except (RetryableApiError, RequestRejected) as err:
+            message = (f"{why}; the lookup that would tell whether it was created failed too ({err}): "
+                       f"the tracking may or may not exist, run the create again (it is safe: an existing "
+                       f"tracking counts as exists)")
+            return [CreateResult(r["tracking_number"], "error", message, carrier=r["carrier_code"]) for r in rows]
         out = []
         for row in rows:
-            number = row["tracking_number"]
-            error = errors.get(number.upper())
-            if error is not None and int(error.get("code") or 0) == EXISTS:
-                out.append(CreateResult(number, "exists", str(error.get("message")), EXISTS, row["carrier_code"]))
-            elif error is not None:
-                out.append(CreateResult(number, "error", str(error.get("message")), int(error.get("code") or 0),
-                                        row["carrier_code"]))
-            elif number.upper() in created:
-                out.append(CreateResult(number, "created", None, 201, row["carrier_code"]))
+            number, carrier = row["tracking_number"], row["carrier_code"]
+            item = found.get(number.upper())
+            if item is None:
+                out.append(CreateResult(number, "error", f"{why}; a lookup right after found no such tracking: not "
+                                        "created (or not yet); creating it again is safe", carrier=carrier))
+                continue
+            created_at = parse_utc(item.get("created_at"))
+            if created_at is not None and created_at.timestamp() >= started - CLOCK_SKEW_SECONDS:
+                out.append(CreateResult(number, "created", f"{why}; confirmed by a lookup", 201, carrier))
             else:
-                out.append(CreateResult(number, "error", "TrackingMore did not report this tracking",
-                                        carrier=row["carrier_code"]))
+                out.append(CreateResult(number, "exists", f"{why}; a lookup found it, created before this call",
+                                        EXISTS, carrier))
         return out
 
     def call_once_per_attempt(self, request: ApiRequest) -> ApiResponse:
@@ -299,7 +370,8 @@ class TrackingMoreHook(ParcelTrackingHook):
             request = ApiRequest("GET", "/trackings/get", params=params)
             response = self.call(request)
             body = response.json()
-            self.check_answer(request, response, body)
+            with self.redacting():
+                self.check_answer(request, response, body)
             data = body.get("data") or {}
             items = [i for i in data.get("items") or () if isinstance(i, Mapping)]
             yield from items
@@ -309,6 +381,27 @@ class TrackingMoreHook(ParcelTrackingHook):
             page += 1
 
     def result_from_item(self, item: Mapping[str, Any]) -> TrackingResult:
-        """A ``TrackingResult`` for a tracking listed by :meth:`iter_trackings`."""
-        parcel = Parcel(str(item.get("carrier_code")), str(item.get("tracking_number")))
-        return self.parse_item(parcel, item)
+        """
+        A ``TrackingResult`` for a tracking listed by :meth:`iter_trackings`, under the carrier
+        and number exactly as TrackingMore lists them (even ones ``Parcel`` would refuse as
+        input, such as a number with a space: the account holds it, so it is reported).
+
+        :param item: one tracking of the listing.
+        """
+        result = self.parse_item(Parcel("listed", "listed"), item)
+        carrier, number = item.get("carrier_code"), item.get("tracking_number")
+        return dataclasses.replace(result, carrier="" if carrier is None else str(carrier),
+                                   tracking_number="" if number is None else str(number))
+
+
+def _int_or_zero(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _meta_code(body: Any) -> int:
+    """``meta.code`` of a TrackingMore answer (0 when absent or not a number)."""
+    meta = body.get("meta") if isinstance(body, Mapping) else None
+    return _int_or_zero(meta.get("code")) if isinstance(meta, Mapping) else 0

@@ -10,10 +10,12 @@ as not-found gives status ``not_found``.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_provider_parcels.hooks.base import ParcelTrackingHook
+from airflow_provider_parcels.hooks.exceptions import ParcelApiError, RetryableApiError
 from airflow_provider_parcels.hooks.parsing import StatusMap, dedupe_events, first_event_at, make_event, text
 from airflow_provider_parcels.hooks.settings import Plan
 from airflow_provider_parcels.hooks.transport import ApiRequest, ApiResponse
@@ -40,6 +42,34 @@ WHEREPARCEL_STATUS = StatusMap(
         "not_found": S.NOT_FOUND,
     },
 )
+
+
+class WebhookRegistrationError(ParcelApiError):
+    """
+    ``POST /v2/webhooks/register`` got no usable answer. The message names the call, why, and
+    whether the webhook may exist anyway (after a timeout, a reset or a 5xx it may).
+
+    :param code: ``timeout``, ``connection_error``, ``server_error``, ``rate_limited``, ...
+    :param message: the sentence.
+    :param maybe_registered: whether WhereParcel may have carried the call out.
+    """
+
+    def __init__(self, code: str, message: str, maybe_registered: bool) -> None:
+        super().__init__(message)
+        self.code = code
+        self.maybe_registered = maybe_registered
+
+    @classmethod
+    def from_error(cls, err: RetryableApiError) -> WebhookRegistrationError:
+        """The error for one failed attempt of the registration call."""
+        call = "WhereParcel POST /v2/webhooks/register"
+        if err.code in ("rate_limited", "quota_exhausted"):
+            return cls(err.code, f"{call} was refused ({err.code}: {err.message}); nothing was registered, "
+                                 "call again later", maybe_registered=False)
+        return cls(err.code, f"{call} got no usable answer ({err.code}: {err.message}); the call is not "
+                             "repeated because a repeat could register the webhook twice: the webhook may or "
+                             "may not be registered, check your WhereParcel webhooks before registering again",
+                   maybe_registered=True)
 
 
 class WhereParcelHook(ParcelTrackingHook):
@@ -104,22 +134,24 @@ class WhereParcelHook(ParcelTrackingHook):
                                   item.get("carrier") or data.get("carrier"))
             if parcel is None:
                 continue
-            if item.get("success") is False or not data:
-                error = item.get("error") if isinstance(item.get("error"), Mapping) else {}
+            if not _succeeded(item) or not data:
+                error = item.get("error")
+                error = error if isinstance(error, Mapping) else {"message": error} if error else {}
                 code = str(error.get("code") or "tracking_failed")
-                message = str(error.get("message") or "WhereParcel could not track this parcel")
+                message = str(error.get("message") or item.get("message")
+                              or "WhereParcel could not track this parcel")
                 code = "not_found" if "NOT_FOUND" in code.upper() else code.lower()
                 out.append(self.failure(parcel, code, message, raw=item))
                 continue
-            out.append(self._result(parcel, data, item))
+            out.append(self.read_item(parcel, self._result, parcel, data, item))
         return out
 
     def _result(self, parcel: Parcel, data: Mapping[str, Any], item: Mapping[str, Any]) -> TrackingResult:
         events = dedupe_events(
             make_event(
                 when=e.get("timestamp"),
-                status=self.status_map(e.get("status")),
-                provider_status=e.get("status"),
+                status=self.status_map(_delivery_status(e)),
+                provider_status=_delivery_status(e),
                 description=e.get("description") or e.get("statusText"),
                 location=e.get("location"),
                 raw=e,
@@ -127,12 +159,13 @@ class WhereParcelHook(ParcelTrackingHook):
             for e in data.get("events") or ()
             if isinstance(e, Mapping)
         )
-        status = self.status_map(data.get("status"))
+        raw_status = _delivery_status(data)
+        status = self.status_map(raw_status)
         return self.result(
             parcel,
             status=status,
-            provider_status=text(data.get("status")),
-            status_text=text(data.get("statusText")),
+            provider_status=text(raw_status),
+            status_text=text(data.get("statusText") or data.get("deliveryStatusText")),
             carrier_name=text(data.get("carrierName")),
             delivered_at=first_event_at(events, S.DELIVERED) if status is S.DELIVERED else None,
             events=events,
@@ -141,17 +174,57 @@ class WhereParcelHook(ParcelTrackingHook):
 
     def register_webhook(self, url: str, *, recurring: bool = True, parcel: Parcel | None = None) -> dict:
         """
-        Subscribe ``url`` to status changes (``POST /v2/webhooks/register``), sent once.
+        Subscribe ``url`` to status changes (``POST /v2/webhooks/register``), sent once and
+        never repeated by the hook (a repeat could register the webhook twice).
 
         :param url: your HTTPS endpoint.
         :param recurring: keep notifying on every change.
         :param parcel: limit the subscription to one parcel.
+        :raises WebhookRegistrationError: no usable answer (timeout, reset, 5xx, 429), saying
+            whether the webhook may have been registered.
+        :raises ValueError: WhereParcel refused the subscription (4xx), with its message.
         """
         body: dict[str, Any] = {"url": url, "recurring": recurring}
         if parcel is not None:
             body.update(carrier=parcel.carrier, trackingNumber=parcel.tracking_number)
-        response = self.send(ApiRequest("POST", "/v2/webhooks/register", json=body))
-        self.raise_for_retry(response)
-        if response.status_code >= 400:
-            raise ValueError(f"WhereParcel refused the webhook: {self.error_message(response.json())}")
-        return response.json()
+        with self.redacting():
+            try:
+                response = self.send(ApiRequest("POST", "/v2/webhooks/register", json=body))
+                self.raise_for_retry(response)
+            except RetryableApiError as err:
+                raise WebhookRegistrationError.from_error(err) from None
+            if response.status_code >= 400:
+                detail = None
+                with contextlib.suppress(RetryableApiError):
+                    detail = self.error_message(response.json())
+                raise ValueError(f"WhereParcel refused the webhook: {detail or f'HTTP {response.status_code}'}")
+            try:
+                answer = response.json()
+            except RetryableApiError as err:  # an unreadable 200 is no answer: it may have registered
+                raise WebhookRegistrationError.from_error(err) from None
+            return self.redact_value(answer)
+
+
+#: Item-level ``status`` words of the SDK's shape (``result.status === 'success'``).
+_ITEM_OK = frozenset({"success", "succeeded", "ok"})
+_ITEM_FAILED = frozenset({"failed", "failure", "error", "fail"})
+
+
+def _succeeded(item: Mapping[str, Any]) -> bool:
+    """
+    Whether an item of ``results`` succeeded, in either documented shape: ``"success": true``
+    (the response body sample) or ``"status": "success"`` (what the JavaScript sample reads).
+    """
+    flag = item.get("success")
+    if isinstance(flag, bool):
+        return flag
+    status = str(item.get("status") or "").strip().lower()
+    if status in _ITEM_FAILED:
+        return False
+    return status in _ITEM_OK or isinstance(item.get("data"), Mapping)
+
+
+def _delivery_status(data: Mapping[str, Any]) -> Any:
+    """The parcel's (or an event's) status word: ``deliveryStatus`` in the SDK's shape, else ``status``."""
+    value = data.get("deliveryStatus")
+    return value if value not in (None, "") else data.get("status")

@@ -8,6 +8,7 @@ gathers the parcels and writes the report.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -200,7 +201,20 @@ class ParcelReportNotifier(BaseNotifier):
             self.log.info("Parcel report sent through connection %r", self.http_conn_id)
 
 
-async def deadline_report_callback(context: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+def callback_output(report: ParcelReport) -> str:
+    """
+    What a Deadline Alert callback returns: the report's summary as JSON *text*.
+
+    Airflow stores a callback's return value as is in the ``output`` text column of its
+    ``callback`` table; a dict there makes the database driver refuse the row and the
+    triggerer's loop die (every deferred task then waits for ever). Text always fits.
+
+    :param report: the report the callback sent.
+    """
+    return json.dumps(report.summary(), default=str, sort_keys=True)
+
+
+async def deadline_report_callback(context: Mapping[str, Any] | None = None, **kwargs: Any) -> str:
     """
     A Deadline Alert callback (``AsyncCallback``, runs in the triggerer): post the parcel report.
 
@@ -210,23 +224,44 @@ async def deadline_report_callback(context: Mapping[str, Any] | None = None, **k
 
     :param context: what Airflow passes: the DAG run and the deadline.
     :param kwargs: :class:`ParcelReportNotifier` arguments.
-    :return: a JSON summary (count, headline, first parcels).
+    :return: the report's summary (count, headline, first parcels) as JSON text, which Airflow
+        keeps as the callback's output (see :func:`callback_output`).
     """
     notifier = ParcelReportNotifier(**kwargs)
     await notifier.async_notify(dict(context or {}))
     assert notifier.last_report is not None
-    return notifier.last_report.summary()
+    return callback_output(notifier.last_report)
 
 
-def deadline_report_sync_callback(context: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+class CallbackConnectionDenied(PermissionError):
+    """Airflow refused a Deadline Alert callback on an executor access to a connection."""
+
+
+def deadline_report_sync_callback(context: Mapping[str, Any] | None = None, **kwargs: Any) -> str:
     """
     The same as :func:`deadline_report_callback` for a ``SyncCallback`` (runs on an executor).
 
+    Airflow 3.3's execution API lets only tasks read connections: an executor callback is
+    refused (``AirflowSecretsBackendAccessDenied``) for ``http_conn_id`` and
+    ``warehouse_conn_id``. Without them (``parcels`` only, report to the log) it works; with
+    them use :func:`deadline_report_callback` in an ``AsyncCallback`` (the triggerer may read
+    connections).
+
     :param context: what Airflow passes: the DAG run and the deadline.
     :param kwargs: :class:`ParcelReportNotifier` arguments.
-    :return: a JSON summary (count, headline, first parcels).
+    :return: the report's summary as JSON text (see :func:`callback_output`).
+    :raises CallbackConnectionDenied: Airflow refused this callback a connection it names.
     """
     notifier = ParcelReportNotifier(**kwargs)
-    notifier.notify(dict(context or {}))
+    try:
+        notifier.notify(dict(context or {}))
+    except PermissionError as err:
+        named = [f"{key}={kwargs[key]!r}" for key in ("warehouse_conn_id", "http_conn_id") if kwargs.get(key)]
+        raise CallbackConnectionDenied(
+            f"Airflow refused this executor callback (SyncCallback) the connection(s) {', '.join(named)}: "
+            f"{err}. Airflow lets only tasks and the triggerer read connections; use "
+            "AsyncCallback(deadline_report_callback, kwargs=...) for a report that posts to a webhook "
+            "or reads the warehouse."
+        ) from err
     assert notifier.last_report is not None
-    return notifier.last_report.summary()
+    return callback_output(notifier.last_report)

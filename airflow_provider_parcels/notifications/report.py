@@ -31,6 +31,30 @@ _TERMINAL = ("delivered", "exception", "expired")
 #: Slack refuses a section text over 3000 characters and a header over 150.
 _SECTION_LIMIT = 2900
 _HEADER_LIMIT = 150
+#: The three characters Slack's mrkdwn reads as control (``<!channel>``, ``<url|label>``), escaped as it asks.
+_SLACK_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+
+
+def slack_escape(text: str) -> str:
+    """
+    ``text`` safe to show in a Slack ``mrkdwn`` field: ``&``, ``<`` and ``>`` as entities, so
+    a carrier's or an API's words can neither ping (``<!channel>``) nor disguise a link
+    (``<https://evil|click here>``).
+
+    :param text: plain text.
+    """
+    return text.translate(_SLACK_ESCAPES)
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis, never inside an ``&...;`` entity."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1]
+    amp = head.rfind("&")
+    if amp != -1 and ";" not in head[amp:]:
+        head = head[:amp]
+    return head + "…"
 
 
 def as_utc(value: Any) -> datetime | None:
@@ -212,16 +236,18 @@ class ParcelReport:
         return "\n".join([self.headline(), *self.lines()])
 
     def slack_payload(self) -> dict[str, Any]:
-        """Slack-compatible JSON: ``text`` (the fallback every webhook shows) plus ``blocks``."""
-        body = "\n".join(self.lines())
-        if len(body) > _SECTION_LIMIT:
-            body = body[: _SECTION_LIMIT - 1] + "…"
+        """
+        Slack-compatible JSON: ``text`` (the fallback every webhook shows) plus ``blocks``. Both
+        ``text`` and the section are mrkdwn, so their words are escaped (:func:`slack_escape`);
+        the header is ``plain_text``, shown as it is. The log keeps :meth:`text`, unescaped.
+        """
+        body = _cut(slack_escape("\n".join(self.lines())), _SECTION_LIMIT)
         blocks: list[dict[str, Any]] = [
             {"type": "header", "text": {"type": "plain_text", "text": self.headline()[:_HEADER_LIMIT]}},
         ]
         if body:
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": body}})
-        return {"text": self.text(), "blocks": blocks}
+        return {"text": slack_escape(self.text()), "blocks": blocks}
 
     def summary(self) -> dict[str, Any]:
         """A small JSON-safe summary (what the Deadline Alert callback returns)."""

@@ -31,7 +31,10 @@ class CreateParcelLabOrdersOperator(BaseOperator):
     """
     Create or update orders in parcelLab with the idempotent ``PUT /v4/track/orders/``: a
     retried task never creates an order twice. Each order is checked against the doc's
-    required fields and formats first; a bad order is reported by name and not sent.
+    required fields and formats first; a bad order is reported by name and not sent. The
+    summary counts ``created``, ``updated``, ``created_or_updated`` (a PUT retried after a
+    timeout or a 5xx answered 200: the failed attempt may have created the order) and
+    ``failed``.
 
     :param orders: order dicts, an XComArg of them, or a pandas DataFrame. Templated.
     :param conn_id: a parcelLab connection (its extra ``account`` fills in missing accounts).
@@ -56,21 +59,23 @@ class CreateParcelLabOrdersOperator(BaseOperator):
             try:
                 valid.append(validate_order(order, index, hook.account))
             except InvalidOrderError as err:
-                summary.add(order_key(order) or f"#{index}", "error", str(err))
-                self.log.warning("%s", err)
+                summary.add(order_key(order) or f"#{index}", "error", hook.redact(str(err)))
+                self.log.warning("%s", hook.redact(str(err)))
         for result in hook.upsert_orders(valid):
             summary.add(result.key, result.outcome, result.message)
-        out = summary.to_dict()
+        out = hook.redact_value(summary.to_dict())
         self.log.info("parcelLab orders: %s", {k: v for k, v in out.items() if k != "first_failures"})
         if self.fail_on_errors and out["failed"]:
-            raise AirflowException(summary.failure_message())
+            raise AirflowException(hook.redact(summary.failure_message()))
         return out
 
 
 class CreateTrackingMoreTrackingsOperator(BaseOperator):
     """
     Register parcels for tracking in TrackingMore (``POST /trackings/batch``, 40 per call).
-    A parcel the account already has (``meta.code`` 4016) counts as unchanged, not failed.
+    A parcel the account already has (``meta.code`` 4016, per tracking or as the answer's own
+    code) counts as unchanged, not failed. A call that got no answer is not sent again: the
+    hook looks the numbers up and counts what it finds (created, unchanged) or fails the rest.
 
     :param parcels: dicts with ``carrier`` and ``tracking_number`` (other TrackingMore
         fields such as ``order_id``, ``title``, ``customer_email`` are passed on), an
@@ -93,8 +98,8 @@ class CreateTrackingMoreTrackingsOperator(BaseOperator):
         summary = CreateSummary("trackingmore trackings")
         for result in hook.create_trackings(_records(self.parcels)):
             summary.add(result.key, result.outcome, result.message)
-        out = summary.to_dict()
+        out = hook.redact_value(summary.to_dict())
         self.log.info("TrackingMore trackings: %s", {k: v for k, v in out.items() if k != "first_failures"})
         if self.fail_on_errors and out["failed"]:
-            raise AirflowException(summary.failure_message())
+            raise AirflowException(hook.redact(summary.failure_message()))
         return out

@@ -86,6 +86,8 @@ class CreateSummary:
             "total": sum(self.counts.values()),
             "created": self.counts["created"],
             "updated": self.counts["updated"],
+            # parcelLab: a retried PUT found the order, created by an earlier attempt or before it
+            "created_or_updated": self.counts["created_or_updated"],
             "unchanged": self.counts["exists"],
             "failed": self.counts["error"],
             "first_failures": list(self.failures),

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from airflow_provider_parcels.hooks.base import ParcelTrackingHook
     from airflow_provider_parcels.warehouse import ParcelWarehouse
 
-#: Pass as ``parcels`` to track the warehouse's own open parcels (status not terminal).
+#: Pass as ``parcels`` to track the warehouse's own open parcels (status not terminal), each once per run.
 OPEN_PARCELS = "warehouse:open_parcels"
 
 
@@ -34,7 +34,8 @@ class TrackParcelsOperator(BaseOperator):
         returning ``carrier``, ``tracking_number`` (and optional ``client_id``,
         ``postal_code``, ``phone_number``) columns run on ``source_conn_id`` (default: the
         warehouse), or ``OPEN_PARCELS`` for the warehouse's parcels not yet in a terminal
-        status. Templated.
+        status (each tracked once per run, even when its answer moves it to another open
+        status while the run goes on). Templated.
     :param warehouse_conn_id: a common-sql connection (SQLite, PostgreSQL, DuckDB) to load
         into; ``None`` to only return the summary.
     :param source_conn_id: connection the ``parcels`` SQL query runs on.

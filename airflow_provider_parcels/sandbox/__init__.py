@@ -34,7 +34,8 @@ The outcome is chosen by the number's prefix (case-insensitive):
 ``SECX<t>``     in transit until t seconds after the first lookup, then exception
 ==============  =====================================================================
 
-Any other number gets a stable history derived from a SHA-256 of the upper-cased number:
+Any other number (it may look real) gets a stable history derived from a SHA-256 of the
+upper-cased number, marked ``[sandbox]`` at the end of every event text and after every city:
 40% delivered, 30% in transit (some of them only picked up: WhereParcel ``picked_up``), 8% out
 for delivery, 7% exception, 7% failed attempt, 8% at a pickup point; 1 to 6 events, the newest
 1 to 18 hours before the start of the current UTC day (so stable within a day); an estimated

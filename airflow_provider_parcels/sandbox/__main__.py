@@ -3,13 +3,72 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
+from pathlib import Path
+from typing import Any
 
 from .apis import API_NAMES
 from .server import SandboxServer
 from .settings import RATELIMIT_STYLES, SandboxSettings
+
+#: The connection ids the example DAGs' params name by default.
+EXAMPLE_CONN_PREFIX = "parcels_demo_"
+EXAMPLE_WAREHOUSE_CONN_ID = f"{EXAMPLE_CONN_PREFIX}warehouse"
+DEFAULT_WAREHOUSE_DB = "parcels_demo_warehouse.db"
+#: The sandbox's keys have no quota unless one is asked for; without this the clients would pace
+#: themselves to each API's default plan (e.g. ShipEngine's 200 calls a minute).
+EXAMPLE_REQUESTS_PER_MINUTE = 6000
+
+
+def example_connections(server: SandboxServer, warehouse_db: Path) -> dict[str, dict[str, Any]]:
+    """
+    The connections of the example DAGs, by id: ``parcels_demo_<api>`` for the five APIs of
+    ``server`` (extra ``requests_per_minute``: the sandbox's ``--rpm``, else
+    :data:`EXAMPLE_REQUESTS_PER_MINUTE`) and ``parcels_demo_warehouse`` (SQLite at
+    ``warehouse_db``), in the form ``airflow connections import`` reads (``extra`` as JSON text).
+
+    :param server: the running sandbox.
+    :param warehouse_db: the SQLite file of the warehouse (created on first use).
+    """
+    connections: dict[str, dict[str, Any]] = {}
+    rpm = server.settings.rpm or EXAMPLE_REQUESTS_PER_MINUTE
+    for api in API_NAMES:
+        conn = server.connection(api, requests_per_minute=rpm)
+        conn["extra"] = json.dumps(conn["extra"])
+        connections[f"{EXAMPLE_CONN_PREFIX}{api}"] = conn
+    connections[EXAMPLE_WAREHOUSE_CONN_ID] = {"conn_type": "sqlite", "host": str(warehouse_db)}
+    return connections
+
+
+def env_line(conn_id: str, conn: dict[str, Any]) -> str:
+    """``export AIRFLOW_CONN_<ID>='<json>'`` for one connection (extra as a JSON object)."""
+    value = dict(conn)
+    if isinstance(value.get("extra"), str):
+        value["extra"] = json.loads(value["extra"])
+    if not value.get("extra"):
+        value.pop("extra", None)
+    return f"export AIRFLOW_CONN_{conn_id.upper()}='{json.dumps(value)}'"
+
+
+def banner(server: SandboxServer, connections: dict[str, dict[str, Any]], written: Path | None) -> list[str]:
+    """What the sandbox prints when it is ready: URLs, the example DAGs' connections, control."""
+    lines = [f"Parcels sandbox listening on {server.url}"]
+    lines += [f"  {api:<13} {server.base_url(api)}" for api in API_NAMES]
+    lines.append(f"Connections of the example DAGs ({EXAMPLE_CONN_PREFIX}*), as environment variables "
+                 "(set them for every Airflow process):")
+    lines += [env_line(conn_id, conn) for conn_id, conn in connections.items()]
+    if written is not None:
+        lines.append(f"Written to {written}: airflow connections import --overwrite {written}")
+    else:
+        lines.append("Or into Airflow's database: start with --connections-file FILE, then "
+                     "airflow connections import --overwrite FILE")
+    lines.append("A hook used without a conn_id reads <api>_default, e.g. AIRFLOW_CONN_SHIPENGINE_DEFAULT "
+                 f"with the value of AIRFLOW_CONN_{EXAMPLE_CONN_PREFIX.upper()}SHIPENGINE.")
+    lines.append(f"Control: {server.url}/_sandbox/stats | POST /_sandbox/reset | POST /_sandbox/config")
+    return lines
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds a timeout fault sleeps (default 5)")
     parser.add_argument("--window-seconds", type=float, default=60.0, metavar="S",
                         help="length of the quota window (default 60: a per-minute quota)")
+    parser.add_argument("--connections-file", type=Path, default=None, metavar="FILE",
+                        help="write the example DAGs' connections (parcels_demo_*) to FILE (JSON) for "
+                             "`airflow connections import --overwrite FILE`")
+    parser.add_argument("--warehouse-db", type=Path, default=Path(DEFAULT_WAREHOUSE_DB), metavar="PATH",
+                        help=f"SQLite file of {EXAMPLE_WAREHOUSE_CONN_ID} (default ./{DEFAULT_WAREHOUSE_DB})")
     return parser
 
 
@@ -54,12 +118,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    lines = [f"Parcels sandbox listening on {server.url}"]
-    lines += [f"  {api:<13} {server.base_url(api)}" for api in API_NAMES]
-    lines.append("Airflow connections:")
-    lines += [f"export {name}='{value}'" for name, value in (server.conn_env(api) for api in API_NAMES)]
-    lines.append(f"Control: {server.url}/_sandbox/stats | POST /_sandbox/reset | POST /_sandbox/config")
-    print("\n".join(lines), flush=True)
+    connections = example_connections(server, args.warehouse_db.expanduser().resolve())
+    written = None
+    if args.connections_file is not None:
+        written = args.connections_file.expanduser().resolve()
+        try:
+            written.write_text(json.dumps(connections, indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            server.stop()
+            print(f"error: cannot write {written}: {exc}", file=sys.stderr)
+            return 1
+    print("\n".join(banner(server, connections, written)), flush=True)
     try:
         while not stop.wait(0.5):
             pass

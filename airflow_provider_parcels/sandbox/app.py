@@ -1,9 +1,18 @@
 """The request pipeline, independent of the HTTP server: faults, auth, quota, latency, stats,
-and the ``/_sandbox/*`` control endpoints."""
+and the ``/_sandbox/*`` control endpoints.
+
+The control endpoints that change state (``POST /_sandbox/reset``, ``POST /_sandbox/config``)
+need the server's control token in the ``X-Sandbox-Token`` header: anyone on the machine can
+reach a loopback port, and a stranger must not switch faults on under someone's test run.
+Reading (``GET`` stats, config, health) stays open.
+"""
 
 from __future__ import annotations
 
+import hmac
 import math
+import os
+import secrets
 import threading
 import time
 from collections.abc import Mapping
@@ -18,14 +27,27 @@ from .settings import FaultInjector, SandboxSettings
 from .stats import Stats
 from .wire import Request, Response
 
+#: The request header that carries the control token.
+CONTROL_TOKEN_HEADER = "X-Sandbox-Token"
+#: An environment variable that sets the control token (the CLI, the demo, benchmarks); else a random one.
+CONTROL_TOKEN_ENV = "PARCELS_SANDBOX_TOKEN"
+
+
+def new_control_token() -> str:
+    """The token of a new server: ``$PARCELS_SANDBOX_TOKEN`` when set, else random."""
+    return os.environ.get(CONTROL_TOKEN_ENV, "").strip() or secrets.token_urlsafe(24)
+
 
 class SandboxApp:
     """Answers requests for all five APIs.
 
     :param settings: the initial settings.
+    :param control_token: the token state-changing control calls must carry (default:
+        :func:`new_control_token`).
     """
 
-    def __init__(self, settings: SandboxSettings) -> None:
+    def __init__(self, settings: SandboxSettings, control_token: str | None = None) -> None:
+        self.control_token = control_token or new_control_token()
         self.settings = settings
         self.book = OutcomeBook()
         self.apis: dict[str, SandboxApi] = {cls.name: cls(self.book) for cls in API_CLASSES}
@@ -55,9 +77,13 @@ class SandboxApp:
                 api.reset()
             self.faults.configure(self.settings.faults, self.settings.seed)
 
-    def _control(self, method: str, path: str, body: bytes) -> Response:
-        request = Request(method, path, {}, {}, body)
+    def _control(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Response:
+        request = Request(method, path, {}, headers, body)
         name = path.rstrip("/").rsplit("/", 1)[-1]
+        if method not in ("GET", "HEAD") and not self._authorized(headers):
+            return Response(403, {"error": f"{method} {path} changes the sandbox: send the server's control token in "
+                                           f"the {CONTROL_TOKEN_HEADER} header (printed at start; "
+                                           f"${CONTROL_TOKEN_ENV} sets it)"})
         if name == "stats" and method == "GET":
             return Response(200, self.stats.snapshot())
         if name == "reset" and method == "POST":
@@ -77,6 +103,10 @@ class SandboxApp:
             return Response(200, {"ok": True, "apis": list(self.apis)})
         return Response(404, {"error": f"no control endpoint {method} {path}"})
 
+    def _authorized(self, headers: Mapping[str, str]) -> bool:
+        given = headers.get(CONTROL_TOKEN_HEADER) or ""
+        return hmac.compare_digest(given.encode("utf-8", "replace"), self.control_token.encode())
+
     # --- API requests -------------------------------------------------------------------
     def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes, host: str) -> Response | None:
         """Answer one request; None means: reset the connection without an answer.
@@ -90,7 +120,7 @@ class SandboxApp:
         parts = urlsplit(target)
         path = parts.path
         if path.startswith("/_sandbox/"):
-            return self._control(method, path, body)
+            return self._control(method, path, headers, body)
         api = next((api for api in self.apis.values()
                     if path == api.prefix or path.startswith(api.prefix + "/")), None)
         if api is None:

@@ -12,7 +12,7 @@ import hashlib
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
@@ -32,6 +32,9 @@ FIXED_PREFIXES: dict[str, str] = {
     "NFD": "not_found",
 }
 _TIMED = re.compile(r"^(POLL|SEC)([DX])(\d+)")
+#: Added to the event texts and places of numbers outside the prefix scheme (real-looking ones,
+#: such as ``1Z204E380338943508``): their invented history must never pass for a carrier's.
+SANDBOX_MARKER = "[sandbox]"
 
 #: Event kinds from oldest to newest for each outcome. Hash parcels keep a slice of them.
 TEMPLATES: dict[str, tuple[str, ...]] = {
@@ -188,8 +191,14 @@ def _kinds(rule: Rule, seed: bytes) -> tuple[str, ...]:
     return template[-(1 + seed[1] % len(template)):]
 
 
-def _events(kinds: tuple[str, ...], seed: bytes, origin: Place, dest: Place, anchor: datetime) -> list[Event]:
-    """Events oldest first; the newest is 1 to 18 hours before ``anchor``."""
+def marked(place: Place) -> Place:
+    """``place`` with :data:`SANDBOX_MARKER` after its city, the part every API shows as the location."""
+    return replace(place, city=f"{place.city} {SANDBOX_MARKER}")
+
+
+def _events(kinds: tuple[str, ...], seed: bytes, origin: Place, dest: Place, anchor: datetime,
+            marker: str = "") -> list[Event]:
+    """Events oldest first; the newest is 1 to 18 hours before ``anchor``; ``marker`` ends each text."""
     count = len(kinds)
     times: list[datetime] = []
     at = anchor - timedelta(minutes=60 + seed[10] * 4)
@@ -201,7 +210,7 @@ def _events(kinds: tuple[str, ...], seed: bytes, origin: Place, dest: Place, anc
     for index, kind in enumerate(kinds):
         at_dest = kind in _AT_DESTINATION or (kind == "in_transit" and index >= count / 2)
         texts = EVENT_TEXTS[kind]
-        text = texts[seed[(20 + index) % 32] % len(texts)]
+        text = texts[seed[(20 + index) % 32] % len(texts)] + (f" {marker}" if marker else "")
         events.append(Event(kind, times[index], dest if at_dest else origin, text, EVENT_CODES[kind]))
     return events
 
@@ -224,7 +233,10 @@ def _fixed_tracking(number: str, country: str | None, anchor: datetime) -> Track
     rule = classify(number)
     seed = digest(number)
     origin, dest = _places(seed, country)
-    events = _events(_kinds(rule, seed), seed, origin, dest, anchor)
+    marker = ""
+    if rule.mode == "hash":  # a real-looking number: mark what is invented, into the warehouse
+        origin, dest, marker = marked(origin), marked(dest), SANDBOX_MARKER
+    events = _events(_kinds(rule, seed), seed, origin, dest, anchor, marker)
     estimate = _estimate(rule.outcome, seed, anchor, events)
     events.reverse()
     return Tracking(number, rule.outcome, tuple(events), estimate, origin, dest, rule.registered, seed)

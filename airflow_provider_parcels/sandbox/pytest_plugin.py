@@ -25,6 +25,10 @@ Fixtures:
     Sets ``AIRFLOW_CONN_<API>_DEFAULT`` for the five APIs (key ``sandbox-key``) for the test and
     yields the server.
 
+Over HTTP, ``POST /_sandbox/reset`` and ``/_sandbox/config`` need the server's token: send
+``server.control_headers`` (``{"X-Sandbox-Token": server.control_token}``); the server's own
+methods need none.
+
 Pick outcomes with the tracking-number scheme of :mod:`airflow_provider_parcels.sandbox`
 (``DLV...`` delivered, ``EXC...`` exception, ``NFD...`` not found, ``POLLD3...`` delivered at the
 4th lookup, ...).

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from .apis import API_NAMES
-from .app import SandboxApp
+from .app import CONTROL_TOKEN_HEADER, SandboxApp
 from .settings import SandboxSettings
 from .wire import Response
 
@@ -191,6 +191,9 @@ class SandboxServer:
     :param host: interface to bind (default loopback).
     :param port: port to bind; 0 picks a free one (read it back from :attr:`url`).
     :param settings: initial :class:`SandboxSettings`.
+    :param control_token: the token that ``POST /_sandbox/reset`` and ``/_sandbox/config`` need
+        in the ``X-Sandbox-Token`` header (default: ``$PARCELS_SANDBOX_TOKEN``, else random; read
+        it back from :attr:`control_token`). The methods of this object need none.
 
     Use it as a context manager or call :meth:`start` and :meth:`stop`::
 
@@ -198,10 +201,11 @@ class SandboxServer:
             os.environ.update([sandbox.conn_env("shipengine")])
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, settings: SandboxSettings | None = None) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, settings: SandboxSettings | None = None,
+                 control_token: str | None = None) -> None:
         self.host = host
         self.port = port
-        self.app = SandboxApp(settings or SandboxSettings())
+        self.app = SandboxApp(settings or SandboxSettings(), control_token)
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -267,6 +271,16 @@ class SandboxServer:
         return name, json.dumps(conn)
 
     # --- control ------------------------------------------------------------------------
+    @property
+    def control_token(self) -> str:
+        """The token the state-changing ``/_sandbox/*`` endpoints ask for."""
+        return self.app.control_token
+
+    @property
+    def control_headers(self) -> dict[str, str]:
+        """``{"X-Sandbox-Token": token}``: the header to send to ``POST /_sandbox/reset`` and ``/config``."""
+        return {CONTROL_TOKEN_HEADER: self.app.control_token}
+
     @property
     def settings(self) -> SandboxSettings:
         """The settings in force."""

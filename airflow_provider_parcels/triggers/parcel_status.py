@@ -128,7 +128,12 @@ class ParcelStatusTrigger(BaseTrigger):
                     delay = max(0.0, min(delay, self.end_time - time.time()))
                 await asyncio.sleep(delay)
                 still_open = wait.open_parcels()
-                wait.record(await hook.atrack(still_open))
+                answered = await self._poll(hook, still_open)
+                if answered is None:  # end_time passed while the poll was still waiting on the API
+                    waited = time.time() - self.started_at
+                    yield self._event(EVENT_TIMEOUT, wait, wait.timeout_message(waited), polls)
+                    return
+                wait.record(answered)
                 polls += 1
                 self.log.info("Poll %d: asked about %d parcel(s); %s", polls, len(still_open), wait.summary())
                 if wait.failed():
@@ -149,6 +154,27 @@ class ParcelStatusTrigger(BaseTrigger):
                 message = hook.redact(message)
             self.log.error("Polling connection %r stopped: %s", self.conn_id, message)
             yield self._event(EVENT_ERROR, wait, f"polling connection {self.conn_id!r} failed: {message}", polls)
+
+    async def _poll(self, hook: ParcelTrackingHook, parcels: list[Parcel]) -> list[Any] | None:
+        """
+        One poll, cut short when it would outlive ``end_time`` by more than one call's deadline
+        (the hook's ``timeout``): a poll started at ``end_time`` still gets its call, but a slow
+        server, retries or quota waits never hold the trigger past that.
+
+        :return: the results, or ``None`` when the poll was cut short.
+        """
+        if self.end_time is None:
+            return await hook.atrack(parcels)
+        budget = max(0.0, self.end_time - time.time()) + hook.settings.timeout
+        limit = asyncio.timeout(budget)
+        try:
+            async with limit:
+                return await hook.atrack(parcels)
+        except TimeoutError:
+            if limit.expired():
+                self.log.warning("Poll cut short: end_time passed %.1f s ago", time.time() - self.end_time)
+                return None
+            raise
 
     def _event(self, status: str, wait: ParcelWait, message: str, polls: int) -> TriggerEvent:
         return TriggerEvent(

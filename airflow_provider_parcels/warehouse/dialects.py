@@ -11,17 +11,32 @@ from __future__ import annotations
 import io
 import re
 import sqlite3
+import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import chain
 from operator import itemgetter
 from typing import Any, ClassVar
 
-from airflow_provider_parcels.warehouse.rows import EVENTS, INT, PARCELS, TEXT, TS, TableSpec
+from airflow_provider_parcels.models import TERMINAL_STATUSES
+from airflow_provider_parcels.warehouse.rows import (
+    ADDED_COLUMNS,
+    EVENTS,
+    INT,
+    LAST_ERROR_COLUMNS,
+    PARCELS,
+    TABLES,
+    TEXT,
+    TS,
+    TableSpec,
+)
 
 Row = tuple[Any, ...]
+
+#: The terminal statuses, sorted (written into SQL as literals: they are our own constants).
+TERMINAL = sorted(status.value for status in TERMINAL_STATUSES)
 
 
 def quote(identifier: str) -> str:
@@ -66,6 +81,19 @@ class TableNames:
     @property
     def status_index(self) -> str:
         return quote(f"{self.prefix}{PARCELS.name}_status")
+
+    @property
+    def open_index(self) -> str:
+        return quote(f"{self.prefix}{PARCELS.name}_open")
+
+
+def open_predicate() -> str:
+    """
+    ``"status" NOT IN (<terminal statuses>)``, the one spelling of "open parcel": the partial open
+    index is declared with it and ``open_parcels`` filters with it, word for word, so SQLite (which
+    matches a partial index's terms literally) and PostgreSQL both use that index.
+    """
+    return f"{quote('status')} NOT IN ({', '.join(repr(status) for status in TERMINAL)})"
 
 
 class Dialect:
@@ -128,6 +156,10 @@ class Dialect:
     def end_read(self, conn: Any) -> None:
         """End the read transaction a query may have opened, so no lock or snapshot is held."""
 
+    def is_write_conflict(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is a concurrent writer's conflict after which the whole load may be retried."""
+        return False
+
     # DDL ----------------------------------------------------------------------------------
     def create_table(self, names: TableNames, spec: TableSpec) -> str:
         required = set(spec.key) | set(spec.required)
@@ -146,12 +178,42 @@ class Dialect:
             statements.append(f"CREATE SCHEMA IF NOT EXISTS {quote(names.schema)}")
         statements += [self.create_table(names, PARCELS), self.create_table(names, EVENTS)]
         if self.status_index:
-            # status first for "open parcels"; the key after it lets open_parcels page in key order.
+            # status first for counts and reads by status.
             statements.append(
                 f"CREATE INDEX IF NOT EXISTS {names.status_index} ON {names.table(PARCELS)} "
                 f"({_columns(('status', *PARCELS.key))})"
             )
+            # The open parcels in key order, whatever their status: open_parcels walks it once, so a
+            # parcel that moves from one open status to another during the walk is not read again.
+            statements.append(
+                f"CREATE INDEX IF NOT EXISTS {names.open_index} ON {names.table(PARCELS)} "
+                f"({_columns(PARCELS.key)}) WHERE {open_predicate()}"
+            )
         return statements
+
+    def add_missing_columns(self, cur: Any, names: TableNames) -> list[str]:
+        """
+        Add the columns later releases introduced (:data:`ADDED_COLUMNS`) to tables an earlier one
+        created, inside the DDL transaction (serialised: SQLite's write lock, PostgreSQL's advisory lock).
+
+        :param cur: a cursor in the DDL transaction.
+        :param names: where the tables live.
+        :return: the columns added, as ``table.column``.
+        """
+        added = []
+        for table, columns in ADDED_COLUMNS.items():
+            spec = TABLES[table]
+            cur.execute(f"SELECT * FROM {names.table(spec)} WHERE 1 = 0")
+            present = {d[0].lower() for d in cur.description}
+            cur.fetchall()
+            kinds = dict(spec.columns)
+            for column in columns:
+                if column not in present:
+                    cur.execute(
+                        f"ALTER TABLE {names.table(spec)} ADD COLUMN {quote(column)} {self.types[kinds[column]]}"
+                    )
+                    added.append(f"{spec.name}.{column}")
+        return added
 
     # SQL shared by all dialects -----------------------------------------------------------
     def values(self, rows: int, width: int) -> str:
@@ -160,24 +222,89 @@ class Dialect:
 
     def upsert_sql(self, names: TableNames, source: str) -> str:
         """
-        The parcel upsert from ``source`` (a ``VALUES`` list or a ``SELECT``).
+        The parcel upsert from ``source`` (a ``VALUES`` list or a ``SELECT``); the rules live here.
 
-        The guard lets a row through only when it is newer, or equally new and different: an
-        older fetch never overwrites a newer one, and re-loading the same fetch rewrites nothing
-        (so those rows are counted as unchanged).
+        A stored row ``t`` takes an incoming row ``x`` only when ``x`` was fetched later, or equally
+        late and differs (so re-loading the same fetch rewrites nothing and counts as unchanged).
+        A *failed fetch* is a row with ``error_code`` set and status ``unknown`` (the request
+        failed); a ``not_found`` error row is an answer. ``x`` replaces the state columns (every
+        non-key column but ``last_error_*``) when:
+
+        - ``t`` is a failed fetch (the parcel was never answered well): any later fetch does, or
+        - ``x`` is not a failed fetch and not an *older answer*: its newest event is not older than
+          ``t``'s (:meth:`event_order`), and it does not take a terminal ``t`` back to a
+          non-terminal status without a newer event.
+
+        Otherwise, when ``x`` has an error later than the one recorded, its error is recorded beside
+        the state in ``last_error_code``, ``last_error_message``, ``last_error_at`` (its
+        ``fetched_at``); they are cleared when a later fetch replaces the state, unless the recorded
+        error is later than that fetch. The ``last_error_*`` values handed in are not used.
         """
         table = names.table(PARCELS)
         into, ref = (f"{table} AS t", "t") if self.target_alias else (table, names.bare(PARCELS))
-        sets = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in PARCELS.non_key)
-        differs = " OR ".join(
-            f"{ref}.{quote(c)} {self.distinct} excluded.{quote(c)}" for c in PARCELS.non_key if c != "fetched_at"
-        )
-        fetched = quote("fetched_at")
+        sets, where = self.upsert_rules(ref, "excluded")
         return (
             f"INSERT INTO {into} ({_columns(PARCELS.names)}) {source} "
-            f"ON CONFLICT ({_columns(PARCELS.key)}) DO UPDATE SET {sets} "
-            f"WHERE {ref}.{fetched} < excluded.{fetched} "
-            f"OR ({ref}.{fetched} = excluded.{fetched} AND ({differs}))"
+            f"ON CONFLICT ({_columns(PARCELS.key)}) DO UPDATE SET {sets} WHERE {where}"
+        )
+
+    def upsert_rules(self, t: str, x: str) -> tuple[str, str]:
+        """
+        ``(SET list, condition)`` of the parcel upsert (see :meth:`upsert_sql`), shared by
+        ``ON CONFLICT ... DO UPDATE`` and ``MERGE ... WHEN MATCHED``.
+
+        :param t: how the statement names the stored row.
+        :param x: how it names the incoming row (``excluded``, or the ``MERGE`` source's alias).
+        """
+
+        def col(alias: str, name: str) -> str:
+            return f"{alias}.{quote(name)}"
+
+        def failed(alias: str) -> str:
+            return f"({col(alias, 'error_code')} IS NOT NULL AND {col(alias, 'status')} = 'unknown')"
+
+        state = [c for c in PARCELS.non_key if c not in LAST_ERROR_COLUMNS]
+        fetched = "fetched_at"
+        differs = " OR ".join(f"{col(t, c)} {self.distinct} {col(x, c)}" for c in state if c != fetched)
+        later_fetch = (
+            f"({col(t, fetched)} < {col(x, fetched)} OR ({col(t, fetched)} = {col(x, fetched)} AND ({differs})))"
+        )
+        terminal = ", ".join(f"'{status}'" for status in TERMINAL)
+        replaces = (
+            f"({failed(t)} OR (NOT {failed(x)} AND NOT {self.event_order(x, t, '<')} "
+            f"AND NOT ({col(t, 'status')} IN ({terminal}) AND {col(x, 'status')} NOT IN ({terminal}) "
+            f"AND NOT {self.event_order(x, t, '>')})))"
+        )
+        # last_error_* <- the error columns of x; only a later error (or another one at the same time).
+        error = dict(zip(LAST_ERROR_COLUMNS, ("error_code", "error_message", fetched), strict=True))
+        last_at = col(t, "last_error_at")
+        later_error = (
+            f"({col(x, 'error_code')} IS NOT NULL AND {col(t, fetched)} < {col(x, fetched)} "
+            f"AND ({last_at} IS NULL OR {last_at} < {col(x, fetched)} OR ({last_at} = {col(x, fetched)} AND ("
+            + " OR ".join(f"{col(t, c)} {self.distinct} {col(x, error[c])}" for c in LAST_ERROR_COLUMNS)
+            + "))))"
+        )
+        sets = ", ".join(
+            f"{quote(c)} = CASE WHEN NOT {replaces} THEN {col(x, error[c])} "
+            f"WHEN {last_at} > {col(x, fetched)} THEN {col(t, c)} END"
+            if c in LAST_ERROR_COLUMNS
+            else f"{quote(c)} = CASE WHEN {replaces} THEN {col(x, c)} ELSE {col(t, c)} END"
+            for c in PARCELS.non_key
+        )
+        return sets, f"{later_fetch} AND ({replaces} OR {later_error})"
+
+    @staticmethod
+    def event_order(x: str, t: str, op: str) -> str:
+        """
+        Whether ``x``'s newest event is newer (``op`` ``>``) or older (``<``) than ``t``'s.
+
+        By ``last_event_at`` where both are known (the same time is neither); where either is not
+        (no event, or the newest has no zone) by ``event_count``: more events is newer. Never null.
+        """
+        at, count = quote("last_event_at"), quote("event_count")
+        return (
+            f"(CASE WHEN {x}.{at} IS NOT NULL AND {t}.{at} IS NOT NULL THEN {x}.{at} {op} {t}.{at} "
+            f"ELSE {x}.{count} {op} {t}.{count} END)"
         )
 
     def insert_events_sql(self, names: TableNames, source: str) -> str:
@@ -229,6 +356,20 @@ class Dialect:
             cur.execute(sql, [value for row in chunk for value in row[:width]])  # keys only
             total += cur.fetchone()[0]
         return total
+
+    def fetch_parcels(self, conn: Any, cur: Any, names: TableNames, keys: Sequence[Row]) -> dict[Row, Row]:
+        """The stored ``parcel_tracking`` rows of ``keys`` (distinct key tuples), by key."""
+        width = len(PARCELS.key)
+        found: dict[Row, Row] = {}
+        for chunk in _chunks(keys, self.rows_per_statement(conn, width)):
+            sql = (
+                f"WITH v(p, c, n) AS ({self.values(len(chunk), width)}) "
+                f"SELECT {_columns(PARCELS.names, 't.')} FROM v JOIN {names.table(PARCELS)} AS t "
+                f'ON t."provider" = v.p AND t."carrier" = v.c AND t."tracking_number" = v.n'
+            )
+            cur.execute(sql, [value for key in chunk for value in key[:width]])
+            found.update((tuple(row[:width]), tuple(row)) for row in cur.fetchall())
+        return found
 
     def write(self, conn: Any, cur: Any, rows: Sequence[Row], width: int, build: Any) -> int:
         """Run ``build(VALUES ...)`` over ``rows`` in multi-row chunks; return the rows written."""
@@ -289,6 +430,25 @@ class SqliteDialect(Dialect):
         before = conn.total_changes
         cur.execute(sql, params)
         return conn.total_changes - before
+
+    def upsert_parcels(
+        self, conn: Any, cur: Any, names: TableNames, rows: Sequence[Row], bulk: bool
+    ) -> tuple[int, int, int]:
+        # One prepared single-row upsert run by executemany (the loop over rows is sqlite3's, in C);
+        # the keys already stored are counted first by one query, the rows written by total_changes.
+        existing = self.count_existing(conn, cur, names, rows)
+        before = conn.total_changes
+        cur.executemany(self.upsert_sql(names, self.values(1, len(PARCELS.names))), rows)
+        written = conn.total_changes - before
+        inserted = len(rows) - existing
+        updated = written - inserted
+        return inserted, updated, existing - updated
+
+    def insert_events(self, conn: Any, cur: Any, names: TableNames, rows: Sequence[Row], bulk: bool) -> tuple[int, int]:
+        before = conn.total_changes
+        cur.executemany(self.insert_events_sql(names, self.values(1, len(EVENTS.names))), rows)
+        inserted = conn.total_changes - before
+        return inserted, len(rows) - inserted
 
 
 class PostgresDialect(Dialect):
@@ -372,6 +532,8 @@ class PostgresDialect(Dialect):
     def _stage(self, cur: Any, names: TableNames, spec: TableSpec, rows: Sequence[Row]) -> str:
         """``COPY`` rows into a temporary table dropped at commit; return the ``SELECT`` reading it."""
         stage = quote(f"_parcels_stage_{spec.name}")
+        # A load may stage a table more than once (a batch holding several versions of a parcel).
+        cur.execute(f"DROP TABLE IF EXISTS pg_temp.{stage}")
         cur.execute(f"CREATE TEMP TABLE {stage} (LIKE {names.table(spec)} INCLUDING DEFAULTS) ON COMMIT DROP")
         copy = f"COPY {stage} ({_columns(spec.names)}) FROM STDIN"
         if hasattr(cur, "copy_expert"):  # psycopg2
@@ -420,7 +582,9 @@ def _copy_text(rows: Sequence[Row]) -> io.StringIO:
 
 class DuckDBDialect(Dialect):
     """
-    DuckDB (``airflow-provider-duckdb``), written to its documented SQL but untested here.
+    DuckDB (``apache-airflow-providers-duckdb``, extra ``duckdb``): ``INSERT ... ON CONFLICT`` from
+    a pandas frame of the chunk, which DuckDB scans column by column (its fast path for Python data;
+    ``executemany`` runs one statement per row).
 
     A DuckDB cursor is a second connection with its own transaction, so the connection itself is
     used. No status index: DuckDB turns updates of indexed columns into delete + insert, which
@@ -430,6 +594,7 @@ class DuckDBDialect(Dialect):
     name = "duckdb"
     status_index = False
     target_alias = False
+    has_bulk_path = True
 
     @contextmanager
     def cursor(self, conn: Any) -> Iterator[Any]:
@@ -437,6 +602,142 @@ class DuckDBDialect(Dialect):
 
     def begin(self, conn: Any, cur: Any) -> None:
         cur.execute("BEGIN TRANSACTION")
+
+    def is_write_conflict(self, exc: BaseException) -> bool:
+        # Optimistic concurrency: of two transactions writing the same rows, the later to commit
+        # fails (instead of waiting for a lock); the load is one transaction, so it can run again.
+        # An upsert meets a duplicate key only when another transaction inserted it uncommitted.
+        kind = type(exc)
+        return kind.__module__.startswith("_duckdb") and (
+            kind.__name__ == "TransactionException"
+            or (kind.__name__ == "ConstraintException" and "Duplicate key" in str(exc))
+        )
+
+    @contextmanager
+    def stage(self, conn: Any, spec: TableSpec, rows: Sequence[Row]) -> Iterator[str]:
+        """The rows as a pandas frame registered as a view; yields the ``SELECT`` reading it."""
+        import pandas as pd
+
+        view = f"_parcels_stage_{spec.name}_{uuid.uuid4().hex}"  # own name: connections share a catalog
+        conn.register(view, pd.DataFrame.from_records(rows, columns=list(spec.names)))
+        try:
+            yield f"SELECT {_columns(spec.names)} FROM {quote(view)}"
+        finally:
+            # In a failed transaction DuckDB refuses even this; the error that failed it matters, and
+            # the view goes with the connection, which the load closes.
+            with suppress(Exception):
+                conn.unregister(view)
+
+    def upsert_parcels(
+        self, conn: Any, cur: Any, names: TableNames, rows: Sequence[Row], bulk: bool
+    ) -> tuple[int, int, int]:
+        with self.stage(conn, PARCELS, rows) as source:
+            on = " AND ".join(f"t.{quote(c)} = s.{quote(c)}" for c in PARCELS.key)
+            existing = conn.execute(f"SELECT count(*) FROM ({source}) AS s JOIN {names.table(PARCELS)} AS t ON {on}")
+            existing = existing.fetchone()[0]
+            written = len(conn.execute(self.upsert_sql(names, source) + " RETURNING 1").fetchall())
+        inserted = len(rows) - existing
+        updated = written - inserted
+        return inserted, updated, existing - updated
+
+    def insert_events(self, conn: Any, cur: Any, names: TableNames, rows: Sequence[Row], bulk: bool) -> tuple[int, int]:
+        if not rows:
+            return 0, 0
+        with self.stage(conn, EVENTS, rows) as source:
+            inserted = conn.execute(self.insert_events_sql(names, source)).fetchone()[0]
+        return inserted, len(rows) - inserted
+
+
+class MergeWrites:
+    """
+    Writes through standard ``MERGE`` (SQL:2003; Snowflake, BigQuery, Redshift, SQL Server, Oracle,
+    Databricks, PostgreSQL 15+, DuckDB 1.4+) from a typed multi-row ``VALUES`` list, with the same
+    rules as the ``ON CONFLICT`` upsert (:meth:`Dialect.upsert_rules`). Mixed into a dialect: the
+    connection and transaction handling stay that dialect's.
+    """
+
+    merge = True
+
+    def merge_source(self, spec: TableSpec, rows: int) -> str:
+        """``SELECT CAST(...) ... FROM (VALUES ...)``: typed, so all-NULL columns compare as their type."""
+        dialect: Any = self
+        width = len(spec.columns)
+        casts = ", ".join(
+            f"CAST(v.c{i} AS {dialect.types[kind]}) AS {quote(name)}" for i, (name, kind) in enumerate(spec.columns)
+        )
+        aliases = ", ".join(f"c{i}" for i in range(width))
+        return f"SELECT {casts} FROM ({dialect.values(rows, width)}) AS v({aliases})"
+
+    def merge_sql(self, names: TableNames, spec: TableSpec, rows: int) -> str:
+        """The ``MERGE`` of ``rows`` incoming rows: the upsert's rules for parcels, insert-if-new for events."""
+        dialect: Any = self
+        on = " AND ".join(f"t.{quote(c)} = x.{quote(c)}" for c in spec.key)
+        insert = f"WHEN NOT MATCHED THEN INSERT ({_columns(spec.names)}) VALUES ({_columns(spec.names, 'x.')})"
+        matched = ""
+        if spec is PARCELS:
+            sets, where = dialect.upsert_rules("t", "x")
+            matched = f"WHEN MATCHED AND {where} THEN UPDATE SET {sets} "
+        source = self.merge_source(spec, rows)
+        return f"MERGE INTO {names.table(spec)} AS t USING ({source}) AS x ON {on} {matched}{insert}"
+
+    def _merge(self, conn: Any, cur: Any, names: TableNames, spec: TableSpec, rows: Sequence[Row]) -> int:
+        dialect: Any = self
+        statements: dict[int, str] = {}
+        written = 0
+        for chunk in _chunks(rows, dialect.rows_per_statement(conn, len(spec.columns))):
+            sql = statements.get(len(chunk))
+            if sql is None:
+                sql = statements[len(chunk)] = self.merge_sql(names, spec, len(chunk))
+            result = cur.execute(sql, _flat(chunk))
+            count = getattr(cur, "rowcount", -1)
+            if count is None or count < 0:  # DuckDB reports the count as a result row
+                count = (result if result is not None else cur).fetchone()[0]
+            written += count
+        return written
+
+    def upsert_parcels(
+        self, conn: Any, cur: Any, names: TableNames, rows: Sequence[Row], bulk: bool
+    ) -> tuple[int, int, int]:
+        dialect: Any = self
+        existing = dialect.count_existing(conn, cur, names, rows)
+        written = self._merge(conn, cur, names, PARCELS, rows)
+        inserted = len(rows) - existing
+        updated = written - inserted
+        return inserted, updated, existing - updated
+
+    def insert_events(self, conn: Any, cur: Any, names: TableNames, rows: Sequence[Row], bulk: bool) -> tuple[int, int]:
+        inserted = self._merge(conn, cur, names, EVENTS, rows)
+        return inserted, len(rows) - inserted
+
+
+class MergeDialect(MergeWrites, Dialect):
+    """
+    Any other common-sql ``DbApiHook`` database with standard ``MERGE`` (opt-in:
+    ``ParcelWarehouse(..., dialect="merge")``), with DB-API transactions, the hook's
+    placeholder, and no secondary index (``CREATE INDEX`` is not portable). Tested on PostgreSQL 15
+    and DuckDB; elsewhere the same SQL, untested.
+
+    :param placeholder: the hook's parameter marker (``DbApiHook.placeholder``).
+    """
+
+    name = "merge"
+    status_index = False
+    has_bulk_path = False
+
+    def __init__(self, placeholder: str = "%s") -> None:
+        self.placeholder = placeholder  # type: ignore[misc]
+
+
+class PostgresMergeDialect(MergeWrites, PostgresDialect):
+    """PostgreSQL 15+ loaded through ``MERGE`` (the generic path, on the database the tests run)."""
+
+    has_bulk_path = False
+
+
+class DuckDBMergeDialect(MergeWrites, DuckDBDialect):
+    """DuckDB loaded through ``MERGE`` (the generic path)."""
+
+    has_bulk_path = False
 
 
 DIALECTS: dict[str, type[Dialect]] = {
@@ -446,12 +747,20 @@ DIALECTS: dict[str, type[Dialect]] = {
     "duckdb": DuckDBDialect,
 }
 
+#: ``dialect="merge"``: the database's own connection handling, with ``MERGE`` writes.
+MERGE_DIALECTS: dict[str, type[Dialect]] = {
+    "postgres": PostgresMergeDialect,
+    "postgresql": PostgresMergeDialect,
+    "duckdb": DuckDBMergeDialect,
+}
 
-def dialect_for(hook: Any) -> Dialect:
+def dialect_for(hook: Any, choice: str | None = None) -> Dialect:
     """
     Pick the dialect of a ``DbApiHook``: its ``conn_type``, else its connection's, else ``dialect_name``.
 
-    :raises ValueError: for any other database, naming the supported ones.
+    :param hook: the connection's hook.
+    :param choice: ``"merge"`` for the generic ``MERGE`` path; ``None`` for the database's own upsert.
+    :raises ValueError: for a database without a dialect of its own when ``merge`` is not chosen.
     """
     candidates: list[Any] = [getattr(hook, "conn_type", None)]
     for source in (lambda: hook.connection.conn_type, lambda: hook.dialect_name):
@@ -459,10 +768,19 @@ def dialect_for(hook: Any) -> Dialect:
             candidates.append(source())
         except Exception:  # a hook without a stored connection or URI; try the next clue
             continue
-    for candidate in candidates:
-        if isinstance(candidate, str) and candidate.lower() in DIALECTS:
-            return DIALECTS[candidate.lower()]()
+    if choice not in (None, "", "native", "merge"):
+        raise ValueError(f"dialect must be 'merge' or None (the database's own upsert); got {choice!r}")
+    known = [c.lower() for c in candidates if isinstance(c, str)]
+    if choice == "merge":
+        for candidate in known:
+            if candidate in MERGE_DIALECTS:
+                return MERGE_DIALECTS[candidate]()
+        return MergeDialect(getattr(hook, "placeholder", None) or "%s")
+    for candidate in known:
+        if candidate in DIALECTS:
+            return DIALECTS[candidate]()
     raise ValueError(
-        f"{type(hook).__name__} is not a supported warehouse database (found {candidates!r}); "
-        "use a sqlite, postgres or duckdb connection"
+        f"{type(hook).__name__} is not a supported warehouse database (found {candidates!r}); use a sqlite, "
+        "postgres or duckdb connection, or ParcelWarehouse(..., dialect='merge') for another database with "
+        "standard MERGE"
     )

@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 import logging
+import random
 import re
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_parcels.models import TrackingResult
 from airflow_provider_parcels.warehouse import queries
 from airflow_provider_parcels.warehouse.dialects import Dialect, TableNames, dialect_for
-from airflow_provider_parcels.warehouse.rows import EVENTS, PARCELS, TABLES, build_rows, has_nul, replace_nul
+from airflow_provider_parcels.warehouse.rows import (
+    EVENTS,
+    PARCELS,
+    TABLES,
+    build_rows,
+    has_nul,
+    replace_nul,
+    split_rounds,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
 
@@ -48,8 +60,9 @@ class LoadCounts:
     What one or more loads did.
 
     :param inserted: parcel rows that were new.
-    :param updated: parcel rows rewritten by a newer (or equally new but different) fetch.
-    :param unchanged: parcel rows left alone: an older fetch, or the same fetch loaded again.
+    :param updated: parcel rows rewritten: a newer state, or a newer failure recorded beside the state.
+    :param unchanged: parcel rows left alone: an older fetch or answer, an older failure, or the same
+        fetch loaded again.
     :param events_inserted: event rows that were new.
     :param events_unchanged: event rows already stored.
     """
@@ -78,9 +91,10 @@ class ParcelWarehouse:
     """
     The ``parcel_tracking`` and ``parcel_tracking_events`` tables behind a common-sql connection.
 
-    Tables are created on first use. Each :meth:`load` is one transaction: an upsert that never lets
-    an older fetch overwrite a newer row, and an insert of events not stored yet, so repeating or
-    resuming a load leaves the same rows.
+    Tables are created on first use (and columns a later release added, where missing). Each
+    :meth:`load` is one transaction: an upsert that never lets an older fetch, a failed fetch or an
+    older answer replace a newer good state (a failure is recorded beside it, in ``last_error_*``),
+    and an insert of events not stored yet, so repeating or resuming a load leaves the same rows.
 
     :param conn_id: an Airflow connection whose hook is a ``DbApiHook`` (``sqlite``, ``postgres``,
         ``duckdb``).
@@ -89,10 +103,15 @@ class ParcelWarehouse:
     :param schema: the schema holding the tables (PostgreSQL, DuckDB; created if missing); same
         character rule. ``None`` uses the connection's default.
     :param hook: a ready ``DbApiHook`` to use instead of looking ``conn_id`` up.
+    :param dialect: ``"merge"`` loads through standard ``MERGE`` (for Snowflake, BigQuery, Redshift
+        and other common-sql databases without a dialect here; tested on PostgreSQL 15 and DuckDB);
+        ``None`` uses the database's own upsert (SQLite, PostgreSQL, DuckDB).
     """
 
     #: Batches with at least this many rows (per table) go through ``COPY`` where the dialect has it.
     copy_threshold: int = 1000
+    #: Times a load is run again after a concurrent writer's conflict (DuckDB; others wait for locks).
+    conflict_retries: int = 8
 
     def __init__(
         self,
@@ -100,12 +119,14 @@ class ParcelWarehouse:
         table_prefix: str = "",
         schema: str | None = None,
         hook: DbApiHook | None = None,
+        dialect: str | None = None,
     ) -> None:
         self.conn_id = conn_id
         self.table_prefix = validate_identifier("table_prefix", table_prefix, allow_empty=True)
         self.schema = None if schema is None else validate_identifier("schema", schema)
         self.names = TableNames(self.table_prefix, self.schema)
         self._hook = hook
+        self.dialect_choice = dialect
         self._dialect: Dialect | None = None
         self._tables_ready = False
 
@@ -127,7 +148,7 @@ class ParcelWarehouse:
     def dialect(self) -> Dialect:
         """The SQL dialect of the connection."""
         if self._dialect is None:
-            dialect = dialect_for(self.hook)
+            dialect = dialect_for(self.hook, self.dialect_choice)
             if self.schema and not dialect.supports_schema:
                 raise ValueError(f"schema is not supported on {dialect.name}; use table_prefix instead")
             self._dialect = dialect
@@ -179,10 +200,20 @@ class ParcelWarehouse:
 
     # tables and loads ---------------------------------------------------------------------
     def create_tables(self) -> None:
-        """Create the schema (if given), both tables and the status index, if they do not exist."""
-        with self.transaction() as (_, cur):
-            for statement in self.dialect.ddl(self.names):
-                cur.execute(statement)
+        """
+        Create the schema (if given), both tables and their indexes, if they do not exist, and add
+        the columns a table created by an earlier release lacks.
+        """
+
+        def create() -> list[str]:
+            with self.transaction() as (_, cur):
+                for statement in self.dialect.ddl(self.names):
+                    cur.execute(statement)
+                return self.dialect.add_missing_columns(cur, self.names)
+
+        added = self._retrying(create)
+        if added:
+            log.info("Added columns to tables of an earlier release: %s", ", ".join(added))
         self._tables_ready = True
 
     def ensure_tables(self) -> None:
@@ -210,22 +241,72 @@ class ParcelWarehouse:
             if dialect.text_allows_nul or not (has_nul(parcels) or has_nul(events)):
                 raise
             log.warning("%s text cannot hold NUL characters: loading them as U+FFFD", dialect.name)
-            counts = self._write(replace_nul(parcels, len(PARCELS.key)), replace_nul(events, len(EVENTS.key)))
+            counts = self._write(replace_nul(parcels, None), replace_nul(events, len(EVENTS.key)))
         log.info("Loaded %d parcels into %s: %s", len(parcels), self.table_name(PARCELS.name), counts.to_dict())
         return counts
 
     def _write(self, parcels: list[tuple[Any, ...]], events: list[tuple[Any, ...]]) -> LoadCounts:
-        """Write mapped, de-duplicated rows in one transaction."""
+        """
+        Write mapped rows in one transaction.
+
+        :param parcels: parcel rows, each parcel's versions in apply order (see ``build_rows``).
+        :param events: de-duplicated event rows.
+        """
         dialect = self.dialect
         bulk = dialect.has_bulk_path
-        with self.transaction() as (conn, cur):
-            inserted, updated, unchanged = dialect.upsert_parcels(
-                conn, cur, self.names, parcels, bulk and len(parcels) >= self.copy_threshold
-            )
-            events_inserted, events_unchanged = dialect.insert_events(
-                conn, cur, self.names, events, bulk and len(events) >= self.copy_threshold
-            )
-        return LoadCounts(inserted, updated, unchanged, events_inserted, events_unchanged)
+        rounds = split_rounds(parcels, len(PARCELS.key))
+
+        def write() -> LoadCounts:
+            with self.transaction() as (conn, cur):
+                inserted, updated, unchanged = self._upsert_rounds(conn, cur, rounds)
+                events_inserted, events_unchanged = dialect.insert_events(
+                    conn, cur, self.names, events, bulk and len(events) >= self.copy_threshold
+                )
+            return LoadCounts(inserted, updated, unchanged, events_inserted, events_unchanged)
+
+        return self._retrying(write)
+
+    def _retrying(self, transaction: Callable[[], T]) -> T:
+        """Run ``transaction`` (one whole transaction), again after a concurrent writer's conflict."""
+        for attempt in range(self.conflict_retries):
+            try:
+                return transaction()
+            except Exception as exc:
+                if not self.dialect.is_write_conflict(exc):
+                    raise
+                log.info("Concurrent write conflict on %s; running the transaction again (%s)", self.dialect.name, exc)
+                time.sleep(random.uniform(0, 0.05 * 2**attempt))
+        return transaction()
+
+    def _upsert_rounds(self, conn: Any, cur: Any, rounds: list[list[tuple[Any, ...]]]) -> tuple[int, int, int]:
+        """
+        Upsert key-distinct rounds of parcel rows in order, so the upsert's rules see a parcel's
+        versions one by one; counted once per parcel.
+
+        Parcels with one version (almost always all of them) are counted by the dialect. Those with
+        several are compared before and after: inserted if new, updated if their row changed.
+
+        :return: ``(inserted, updated, unchanged)``.
+        """
+        dialect = self.dialect
+
+        def upsert(rows: list[tuple[Any, ...]]) -> tuple[int, int, int]:
+            bulk = dialect.has_bulk_path and len(rows) >= self.copy_threshold
+            return dialect.upsert_parcels(conn, cur, self.names, rows, bulk) if rows else (0, 0, 0)
+
+        width = len(PARCELS.key)
+        if len(rounds) == 1:
+            return upsert(rounds[0])
+        repeated = {row[:width] for row in rounds[1]}
+        inserted, updated, unchanged = upsert([row for row in rounds[0] if row[:width] not in repeated])
+        keys = sorted(repeated)
+        before = dialect.fetch_parcels(conn, cur, self.names, keys)
+        upsert([row for row in rounds[0] if row[:width] in repeated])
+        for later in rounds[1:]:
+            upsert(later)
+        after = dialect.fetch_parcels(conn, cur, self.names, keys)
+        changed = sum(1 for key, row in before.items() if after[key] != row)
+        return inserted + len(keys) - len(before), updated + changed, unchanged + len(before) - changed
 
     # reads --------------------------------------------------------------------------------
     def open_parcels(self, provider: str | None = None, batch_size: int = 10_000) -> Iterator[dict[str, Any]]:

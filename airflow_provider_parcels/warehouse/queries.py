@@ -7,55 +7,64 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_parcels.models import TERMINAL_STATUSES, ParcelStatus
-from airflow_provider_parcels.warehouse.dialects import quote
+from airflow_provider_parcels.warehouse.dialects import TERMINAL as _TERMINAL
+from airflow_provider_parcels.warehouse.dialects import open_predicate, quote
 from airflow_provider_parcels.warehouse.rows import EVENTS, INT, PARCELS, TS, TableSpec, utc
 
 if TYPE_CHECKING:
     from airflow_provider_parcels.warehouse.loader import ParcelWarehouse
 
-#: Canonical statuses of parcels still moving, in the order open_parcels walks them.
+#: Canonical statuses of parcels still moving (``open_parcels`` reads every one of them in one walk).
 OPEN_STATUSES = tuple(s.value for s in ParcelStatus if s not in TERMINAL_STATUSES)
-_TERMINAL = sorted(s.value for s in TERMINAL_STATUSES)
 
 
 def _cols(names: Any, ref: str = "") -> str:
     return ", ".join(ref + quote(name) for name in names)
 
 
+def open_parcels_sql(wh: ParcelWarehouse, by_provider: bool, batch_size: int, after: bool) -> str:
+    """
+    One page of :func:`open_parcels`: parameters ``[provider]`` if ``by_provider``, then, if ``after``,
+    the key columns after ``provider`` of the last row of the previous page.
+    """
+    p = wh.dialect.placeholder
+    fixed = ("provider",) if by_provider else ()
+    order = tuple(c for c in PARCELS.key if c not in fixed)
+    # The predicate word for word as the partial index declares it (SQLite matches it literally).
+    where = [open_predicate(), *(f"{quote(c)} = {p}" for c in fixed)]
+    if after:
+        where.append(f"({_cols(order)}) > ({', '.join([p] * len(order))})")
+    return (
+        f"SELECT {_cols(PARCELS.key)}, {quote('client_id')} FROM {wh.names.table(PARCELS)} "
+        f"WHERE {' AND '.join(where)} ORDER BY {_cols(order)} LIMIT {batch_size}"
+    )
+
+
 def open_parcels(wh: ParcelWarehouse, provider: str | None, batch_size: int) -> Iterator[dict[str, Any]]:
     """
-    Stream open parcels page by page (keyset pagination over the status index).
+    Stream open parcels page by page: one keyset walk in key order over the partial open index.
 
-    Each page is one short query read to the end, so between pages no lock or snapshot is held
-    and the caller may load into the same tables while it iterates.
+    One walk, not one per status: a parcel the caller tracks and loads while iterating keeps its
+    key, so whichever open status it moves to, it is behind the walk and is not read again. Each
+    page is one short query read to the end, so between pages no lock or snapshot is held and the
+    caller may load into the same tables while it iterates.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
     wh.ensure_tables()
-    p = wh.dialect.placeholder
-    fixed = ("status", "provider") if provider is not None else ("status",)
-    order = tuple(c for c in PARCELS.key if c not in fixed)
-    head = (
-        f"SELECT {_cols(PARCELS.key)}, {quote('client_id')} FROM {wh.names.table(PARCELS)} "
-        f"WHERE {' AND '.join(f'{quote(c)} = {p}' for c in fixed)}"
-    )
-    tail = f" ORDER BY {_cols(order)} LIMIT {batch_size}"
-    after_sql = f" AND ({_cols(order)}) > ({', '.join([p] * len(order))})"
+    order = tuple(c for c in PARCELS.key if provider is None or c != "provider")
+    first, following = (open_parcels_sql(wh, provider is not None, batch_size, after) for after in (False, True))
+    base: list[Any] = [] if provider is None else [provider]
+    after: list[Any] | None = None
     with wh.connect() as conn:
-        for status in OPEN_STATUSES:
-            base = [status] if provider is None else [status, provider]
-            after: list[Any] | None = None
-            while True:
-                if after is None:
-                    rows = wh.query(conn, head + tail, base)
-                else:
-                    rows = wh.query(conn, head + after_sql + tail, base + after)
-                for _, carrier, number, client_id in rows:
-                    yield {"carrier": carrier, "tracking_number": number, "client_id": client_id}
-                if len(rows) < batch_size:
-                    break
-                last = dict(zip(PARCELS.key, rows[-1][:3], strict=True))
-                after = [last[c] for c in order]
+        while True:
+            rows = wh.query(conn, first, base) if after is None else wh.query(conn, following, base + after)
+            for _, carrier, number, client_id in rows:
+                yield {"carrier": carrier, "tracking_number": number, "client_id": client_id}
+            if len(rows) < batch_size:
+                break
+            last = dict(zip(PARCELS.key, rows[-1][:3], strict=True))
+            after = [last[c] for c in order]
 
 
 def late_parcels(

@@ -83,10 +83,22 @@ PARCELS = TableSpec(
         ("error_message", TEXT),
         ("fetched_at", TS),
         ("raw", TEXT),
+        # New since 0.1.0 (issue 16): the latest fetch error, recorded beside the last good state.
+        ("last_error_code", TEXT),
+        ("last_error_message", TEXT),
+        ("last_error_at", TS),
     ),
     key=("provider", "carrier", "tracking_number"),
     required=("status", "event_count", "fetched_at"),
 )
+
+#: ``parcel_tracking`` columns holding the error of a later fetch that did not replace the stored state
+#: (NULL in every row handed in; the upsert fills them). Every other non-key column is the parcel's
+#: state: the last good answer, or the error row of a parcel never answered well.
+LAST_ERROR_COLUMNS = ("last_error_code", "last_error_message", "last_error_at")
+
+#: Columns later releases added to tables an earlier release created: added on first use where missing.
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = {"parcel_tracking": LAST_ERROR_COLUMNS}
 
 EVENTS = TableSpec(
     name="parcel_tracking_events",
@@ -172,6 +184,7 @@ def parcel_row(result: TrackingResult, ts: TsAdapter) -> tuple[Any, ...]:
     """The ``parcel_tracking`` row of ``result``, in :data:`PARCELS` column order."""
     last = result.last_event
     error = result.error
+    fetched = ts(utc(result.fetched_at, "fetched_at"))
     return (
         result.provider,
         result.carrier,
@@ -191,60 +204,151 @@ def parcel_row(result: TrackingResult, ts: TsAdapter) -> tuple[Any, ...]:
         result.destination_country,
         error.code if error else None,
         error.message if error else None,
-        ts(utc(result.fetched_at, "fetched_at")),
+        fetched,
         _json(result.raw or {}),
+        None,  # last_error_*: written by the upsert only, when a later fetch's error does not
+        None,  # replace the stored state (see Dialect.upsert_sql)
+        None,
     )
 
 
-def dedupe(results: Iterable[TrackingResult]) -> tuple[list[TrackingResult], list[TrackingResult]]:
+def versions(results: Iterable[TrackingResult]) -> list[list[TrackingResult]]:
     """
-    Split a batch into the newest result per key and the superseded rest.
-
-    The newest ``fetched_at`` wins; on a tie the later result wins, as a later load would.
+    Group a batch by parcel key, each group in the order its versions apply: by ``fetched_at``, and
+    on a tie in batch order, as loading the results one by one would apply them.
     """
-    newest: dict[tuple[str, str, str], TrackingResult] = {}
-    superseded: list[TrackingResult] = []
+    groups: dict[tuple[str, str, str], list[TrackingResult]] = {}
     for result in results:
-        current = newest.get(result.key)
-        if current is None:
-            newest[result.key] = result
-        elif utc(current.fetched_at, "fetched_at") <= utc(result.fetched_at, "fetched_at"):  # type: ignore[operator]
-            superseded.append(current)
-            newest[result.key] = result
-        else:
-            superseded.append(result)
-    return list(newest.values()), superseded
+        groups.setdefault(result.key, []).append(result)
+    for group in groups.values():
+        if len(group) > 1:
+            group.sort(key=lambda r: utc(r.fetched_at, "fetched_at"))  # type: ignore[arg-type,return-value]
+    return list(groups.values())
+
+
+def _status_text(status: Any) -> str:
+    """A ``ParcelStatus`` (a ``str`` enum) as a plain ``str``, at C speed; other values as they are."""
+    return str.__str__(status) if isinstance(status, str) else getattr(status, "value", status)
 
 
 def build_rows(results: Iterable[TrackingResult], ts: TsAdapter) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """
-    Map a batch to ``(parcel rows, event rows)``, each de-duplicated by its table key.
+    Map a batch to ``(parcel rows, event rows)``, plain tuples in table column order.
 
-    Parcel rows come from the newest result per parcel. Events are facts, so the events of
-    superseded results are kept too (those of the newest result first): loading a batch gives the
-    same tables as loading its results one by one.
+    Parcel rows: every version of every parcel, each parcel's versions in the order they apply (see
+    :func:`versions`; :func:`split_rounds` turns them into key-distinct statements), so that the
+    upsert's rules, not this function, decide which version a parcel keeps: loading a batch gives
+    the same tables as loading its results one by one. Events are facts, de-duplicated by key, the
+    newest version's first.
+
+    This is the hot loop of every load (about ten event rows per parcel): no object beyond the row
+    tuple per event, the event id parsing already computed (cached on the event), timestamps the
+    model holds in UTC passed on without a function call where the dialect takes ``datetime``
+    values, and de-duplication by a dictionary only where a parcel has duplicate event ids or
+    several versions in the batch (checked with a C-speed ``set``).
     """
-    newest, superseded = dedupe(results)
-    parcels = [parcel_row(result, ts) for result in newest]
-    events: dict[tuple[str, ...], tuple[Any, ...]] = {}
-    for result in (*newest, *superseded):
+    groups = versions(results)
+    parcels = [parcel_row(result, ts) for group in groups for result in group]
+    identity = _keeps(ts)
+    events: list[tuple[Any, ...]] = []
+    extend = events.extend
+    status_text = _status_text
+    for group in groups:
+        if len(group) == 1:
+            result = group[0]
+            evs = result.events
+            if not evs:
+                continue
+            ids = [event.event_id for event in evs]
+            if len(set(ids)) != len(ids):  # a hand-made result with duplicates: keep the first of each
+                _dedupe_into(group, ts, events)
+                continue
+            head = (result.provider, result.carrier, result.tracking_number)
+            if identity:
+                extend(
+                    [
+                        (
+                            *head,
+                            event_id,
+                            at if at is None or at.tzinfo is timezone.utc else utc(at, "occurred_at"),
+                            event.occurred_at_local,
+                            status_text(event.status),
+                            event.provider_status,
+                            event.description,
+                            event.location,
+                            _json(event.raw),
+                        )
+                        for event, event_id, at in zip(evs, ids, [e.occurred_at for e in evs], strict=True)
+                    ]
+                )
+            else:
+                extend(
+                    [
+                        (
+                            *head,
+                            event_id,
+                            ts(at if at is None or at.tzinfo is timezone.utc else utc(at, "occurred_at")),
+                            event.occurred_at_local,
+                            status_text(event.status),
+                            event.provider_status,
+                            event.description,
+                            event.location,
+                            _json(event.raw),
+                        )
+                        for event, event_id, at in zip(evs, ids, [e.occurred_at for e in evs], strict=True)
+                    ]
+                )
+        else:
+            _dedupe_into(group, ts, events)
+    return parcels, events
+
+
+def _keeps(ts: TsAdapter) -> bool:
+    """Whether ``ts`` hands a ``datetime`` through unchanged (then the loop skips the call)."""
+    probe = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    return ts(probe) is probe
+
+
+def _dedupe_into(group: list[TrackingResult], ts: TsAdapter, out: list[tuple[Any, ...]]) -> None:
+    """Append the events of one parcel's versions, de-duplicated by key, the newest version's first."""
+    seen: set[str] = set()
+    for result in reversed(group):
         head = (result.provider, result.carrier, result.tracking_number)
         for event in result.events:
             event_id = event.event_id
-            key = (*head, event_id)
-            if key in events:
+            if event_id in seen:
                 continue
-            events[key] = (
-                *key,
-                ts(utc(event.occurred_at, "occurred_at")),
-                event.occurred_at_local,
-                _status(event.status),
-                event.provider_status,
-                event.description,
-                event.location,
-                _json(event.raw or {}),
+            seen.add(event_id)
+            out.append(
+                (
+                    *head,
+                    event_id,
+                    ts(utc(event.occurred_at, "occurred_at")),
+                    event.occurred_at_local,
+                    _status_text(event.status),
+                    event.provider_status,
+                    event.description,
+                    event.location,
+                    _json(event.raw),
+                )
             )
-    return parcels, list(events.values())
+
+
+def split_rounds(rows: Iterable[tuple[Any, ...]], key_width: int) -> list[list[tuple[Any, ...]]]:
+    """
+    Split parcel rows (each key's versions in apply order) into rounds with each key at most once:
+    round ``i`` holds the ``i``-th version of every key that has one. Usually there is one round.
+    """
+    rounds: list[list[tuple[Any, ...]]] = []
+    seen: dict[tuple[Any, ...], int] = {}
+    for row in rows:
+        key = row[:key_width]
+        n = seen.get(key, 0)
+        seen[key] = n + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(row)
+    return rounds
 
 
 NUL = "\x00"
@@ -255,11 +359,19 @@ def has_nul(rows: Iterable[tuple[Any, ...]]) -> bool:
     return any(NUL in value for row in rows for value in row if isinstance(value, str))
 
 
-def replace_nul(rows: Iterable[tuple[Any, ...]], key_width: int) -> list[tuple[Any, ...]]:
-    """``rows`` with NUL characters replaced by U+FFFD, de-duplicated by key again (the last wins)."""
-    cleaned: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+def replace_nul(rows: Iterable[tuple[Any, ...]], key_width: int | None) -> list[tuple[Any, ...]]:
+    """
+    ``rows`` with NUL characters replaced by U+FFFD.
+
+    :param key_width: de-duplicate by the first ``key_width`` values again (the last wins), for
+        events; ``None`` keeps every row in order, for parcel versions (:func:`split_rounds` applies
+        two keys that became one as versions of one parcel).
+    """
+    cleaned: list[tuple[Any, ...]] = []
     for row in rows:
         if any(isinstance(value, str) and NUL in value for value in row):
             row = tuple(value.replace(NUL, "\ufffd") if isinstance(value, str) else value for value in row)
-        cleaned[row[:key_width]] = row
-    return list(cleaned.values())
+        cleaned.append(row)
+    if key_width is None:
+        return cleaned
+    return list({row[:key_width]: row for row in cleaned}.values())

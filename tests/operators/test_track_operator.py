@@ -70,3 +70,62 @@ def test_mapped_copies_share_the_quota(track_api, sqlite_conn_id, tmp_path):
     assert run.state == "success"
     assert rows(db_path(sqlite_conn_id, tmp_path), "SELECT COUNT(*) FROM parcel_tracking")[0][0] == 30
     assert sandbox.stats()["trackflow"]["rate_limited"] == 0
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def warehouse_conn_id(request: pytest.FixtureRequest) -> str:
+    """An empty warehouse connection, one test per database."""
+    return request.getfixturevalue(f"{request.param}_conn_id")
+
+
+def track(warehouse_conn_id: str, parcels: object, task_id: str = "track") -> dict:
+    """Run the operator once, as a task would, against the ``track_api`` connection."""
+    from airflow_provider_parcels.operators.tracking import TrackParcelsOperator
+
+    operator = TrackParcelsOperator(task_id=task_id, conn_id="track_api", parcels=parcels,
+                                    warehouse_conn_id=warehouse_conn_id)
+    return operator.execute(context={})
+
+
+def test_open_parcels_are_tracked_once_per_run(track_api, warehouse_conn_id):
+    """Issue 16: 3,000 pending parcels that the API answers as in transit cost 60 batch requests, not 100."""
+    from datetime import datetime, timedelta, timezone
+
+    from airflow_provider_parcels.models import ParcelStatus, TrackingResult
+    from airflow_provider_parcels.operators.tracking import OPEN_PARCELS
+    from airflow_provider_parcels.warehouse import ParcelWarehouse
+
+    sandbox = track_api("trackflow", plan="enterprise")  # batches of 50, no quota
+    earlier = datetime.now(timezone.utc) - timedelta(hours=1)
+    wh = ParcelWarehouse(warehouse_conn_id)
+    wh.load(TrackingResult("trackflow", "ups", f"TRNONCE{i:05d}", ParcelStatus.PENDING, fetched_at=earlier)
+            for i in range(3000))
+
+    out = track(warehouse_conn_id, OPEN_PARCELS)
+    assert sandbox.stats()["trackflow"]["requests"] == 3000 // 50
+    assert (out["parcels"], out["by_status"], out["errors"]) == (3000, {"in_transit": 3000}, 0)
+    assert out["rows"]["updated"] == 3000
+    assert wh.status_counts() == {"in_transit": 3000}
+
+
+def test_a_failing_api_does_not_lose_the_warehouse_state(track_api, warehouse_conn_id):
+    """Issue 16: after every request fails, delivered parcels stay delivered, late ones stay late."""
+    from airflow_provider_parcels.warehouse import ParcelWarehouse
+
+    sandbox = track_api("trackflow", plan="enterprise", max_retries=0)
+    wanted = parcels(20, "ups")
+    track(warehouse_conn_id, wanted)
+    wh = ParcelWarehouse(warehouse_conn_id)
+    before = {row[2]: row for row in wh.dump("parcel_tracking")}
+    late, open_before = wh.late_parcels(), list(wh.open_parcels())
+    assert any(r["status"] == "exception" for r in late) and before["DLVOP00000"][4] == "delivered"
+
+    sandbox.configure(faults="503=1")
+    out = track(warehouse_conn_id, wanted)
+    assert out["errors"] == 20 and out["rows"] == {"inserted": 0, "updated": 20, "unchanged": 0,
+                                                   "events_inserted": 0, "events_unchanged": 0}
+    after = {row[2]: row for row in wh.dump("parcel_tracking")}
+    assert {n: row[:-3] for n, row in after.items()} == {n: row[:-3] for n, row in before.items()}
+    assert {row[-3] for row in after.values()} == {"server_error"}  # last_error_code, beside the state
+    assert wh.late_parcels() == late
+    assert list(wh.open_parcels()) == open_before

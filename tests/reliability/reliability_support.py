@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ import requests
 
 from airflow_provider_parcels.sandbox import SandboxServer
 from airflow_provider_parcels.sandbox.apis import API_CLASSES
+from airflow_provider_parcels.sandbox.app import CONTROL_TOKEN_ENV, CONTROL_TOKEN_HEADER
 from airflow_provider_parcels.sandbox.server import sandbox_connection
 
 APIS = ("whereparcel", "trackingmore", "trackflow", "parcellab", "shipengine")
@@ -61,8 +63,10 @@ class RemoteSandbox:
 
     def __init__(self, frozen: float) -> None:
         script = Path(__file__).with_name("sandbox_process.py")
+        token = secrets.token_urlsafe(24)  # the child's control token: its POST /_sandbox/* need it
         self._proc = subprocess.Popen([sys.executable, str(script), repr(frozen)], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, text=True)
+                                      stdout=subprocess.PIPE, text=True,
+                                      env={**os.environ, CONTROL_TOKEN_ENV: token})
         line = self._proc.stdout.readline()
         if not line.strip().isdigit():
             self.stop()
@@ -70,6 +74,7 @@ class RemoteSandbox:
         self.port = int(line)
         self.url = f"http://127.0.0.1:{self.port}"
         self._http = requests.Session()
+        self._http.headers[CONTROL_TOKEN_HEADER] = token
 
     def base_url(self, api: str) -> str:
         return self.url + self.prefixes[api]
@@ -152,7 +157,7 @@ PARCEL_COLUMNS = (
     "provider", "carrier", "tracking_number", "client_id", "status", "provider_status", "status_text",
     "carrier_name", "estimated_delivery", "delivered_at", "last_event_at", "last_event_description",
     "last_event_location", "event_count", "origin_country", "destination_country", "error_code",
-    "error_message", "fetched_at", "raw",
+    "error_message", "fetched_at", "raw", "last_error_code", "last_error_message", "last_error_at",
 )
 FETCHED_AT = PARCEL_COLUMNS.index("fetched_at")
 

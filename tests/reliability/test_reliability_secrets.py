@@ -14,7 +14,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -214,3 +217,181 @@ def test_no_secret_in_a_whole_dag_run_xcoms_task_logs_and_sensor(sandbox, monkey
         if path.is_file() and path.stat().st_mtime >= started - 1:
             texts[f"log file {path.name}"] = path.read_text(errors="replace")
     assert_no_secret(texts, ALL_SECRETS)
+
+
+# ------------------------------------------------------------------ an API that echoes the key back
+
+ECHO_KEY = "echo-K3yLowerUpper7q"
+ECHO_SECRET = "echo-S3cretMixed9Vb"
+ECHO_WEBHOOK_SECRET = "echo-Wh00kSecret4Ny"
+
+
+class _EchoHandler(BaseHTTPRequestHandler):
+    """Answers the calls the hooks make with errors that quote the credentials it was sent, in upper
+    case (an API that normalises what it quotes), and whatever the server's ``also`` adds."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args) -> None:
+        return
+
+    def _credentials(self) -> str:
+        values = [self.headers.get("X-API-Key"), self.headers.get("Trackingmore-Api-Key"),
+                  self.headers.get("API-Key")]
+        auth = self.headers.get("Authorization") or ""
+        if auth.startswith("Bearer "):
+            values += auth[7:].split(":")
+        return " ".join(v.upper() for v in values if v) + " " + self.server.also  # type: ignore[attr-defined]
+
+    def _answer(self, status: int, body: dict) -> None:
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _route(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"null")
+        echo = self._credentials()
+        path = self.path.split("?", 1)[0]
+        if path.endswith("/trackings/batch"):
+            errors = [{"tracking_number": row["tracking_number"], "code": 4130, "message": f"key {echo} invalid"}
+                      for row in body]
+            self._answer(200, {"meta": {"code": 200, "message": "ok"}, "data": {"trackings": [], "errors": errors}})
+        elif path.endswith("/trackings/get"):
+            self._answer(200, {"meta": {"code": 4101, "message": f"request with key {echo} refused"}})
+        elif path.endswith("/v4/track/orders/"):
+            self._answer(400, {"detail": f"token {echo} may not write orders"})
+        elif path.endswith("/v2/webhooks/register"):
+            self._answer(400, {"success": False, "error": {"code": "INVALID", "message": f"key {echo} cannot"}})
+        else:
+            self._answer(404, {"success": False, "error": {"code": "not_found", "message": f"no parcel for {echo}"}})
+
+    do_GET = do_POST = do_PUT = _route
+
+
+@pytest.fixture
+def echo_api():
+    """A real HTTP server on loopback that echoes the credentials (see ``_EchoHandler``)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoHandler)
+    server.also = ""  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def echo_conn(server, api: str, conn_id: str, monkeypatch, **extra) -> None:
+    conn = {"conn_type": api, "host": f"http://127.0.0.1:{server.server_address[1]}",
+            "extra": {"max_retries": 0, **FAST, **extra}}
+    if api == "whereparcel":
+        conn.update(login=ECHO_KEY, password=ECHO_SECRET)
+    else:
+        conn["password"] = ECHO_KEY
+    monkeypatch.setenv(env_name(conn_id), json.dumps(conn))
+
+
+ECHOED = [ECHO_KEY, ECHO_SECRET, ECHO_WEBHOOK_SECRET]
+
+
+def assert_echo_hidden(text: str) -> None:
+    for secret in ECHOED:
+        assert secret.lower() not in text.lower(), f"{secret!r} (in some case) appears in {text!r}"
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_a_key_echoed_in_upper_case_is_redacted_in_error_rows(api, echo_api, monkeypatch):
+    echo_api.also = ECHO_WEBHOOK_SECRET if api == "trackflow" else ""
+    echo_conn(echo_api, api, "rel_echo", monkeypatch, **({"webhook_secret": ECHO_WEBHOOK_SECRET}
+                                                         if api == "trackflow" else {}))
+    hook = hook_class(api)("rel_echo")
+    results = hook.track([{"carrier": CARRIER[api], "tracking_number": "ECHO00001"}])
+    assert results[0].error is not None and "***" in results[0].error.message, results[0].error
+    assert_echo_hidden(json.dumps([r.to_dict() for r in results], default=str))
+
+
+def test_trackingmore_create_results_and_operator_xcom_hide_an_echoed_key(echo_api, monkeypatch):
+    from airflow_provider_parcels.operators.orders import CreateTrackingMoreTrackingsOperator
+
+    echo_conn(echo_api, "trackingmore", "rel_echo", monkeypatch)
+    results = hook_class("trackingmore")("rel_echo").create_trackings([{"carrier": "usps",
+                                                                         "tracking_number": "ECHO00001"}])
+    assert results[0].outcome == "error" and "***" in results[0].message
+    assert_echo_hidden(repr(results))
+    parcels = [{"carrier": "usps", "tracking_number": "ECHO00002"}]
+    xcom = CreateTrackingMoreTrackingsOperator(task_id="t", parcels=parcels, conn_id="rel_echo").execute({})
+    assert xcom["failed"] == 1
+    assert_echo_hidden(json.dumps(xcom))
+    with pytest.raises(Exception) as err:
+        CreateTrackingMoreTrackingsOperator(task_id="t", parcels=parcels, conn_id="rel_echo",
+                                            fail_on_errors=True).execute({})
+    assert "ECHO00002" in str(err.value)
+    assert_echo_hidden(f"{err.value} {err.value!r}")
+
+
+def test_parcellab_upsert_results_operator_xcom_and_failure_hide_an_echoed_token(echo_api, monkeypatch):
+    from airflow_provider_parcels.operators.orders import CreateParcelLabOrdersOperator
+
+    echo_conn(echo_api, "parcellab", "rel_echo", monkeypatch, account=1)
+    orders = [{"order_number": "ECHO-1", "recipient_email": "_unset"},
+              {"order_number": "ECHO-2", "recipient_email": "_unset", "account": ECHO_KEY}]  # a key pasted by mistake
+    results = hook_class("parcellab")("rel_echo").upsert_orders(orders[:1])
+    assert results[0].outcome == "error" and "***" in results[0].message
+    assert_echo_hidden(repr(results))
+    xcom = CreateParcelLabOrdersOperator(task_id="o", orders=orders, conn_id="rel_echo").execute({})
+    assert xcom["failed"] == 2
+    assert_echo_hidden(json.dumps(xcom))
+    with pytest.raises(Exception) as err:
+        CreateParcelLabOrdersOperator(task_id="o", orders=orders, conn_id="rel_echo", fail_on_errors=True).execute({})
+    assert "ECHO-1" in str(err.value)
+    assert_echo_hidden(f"{err.value} {err.value!r}")
+
+
+def test_whereparcel_register_webhook_error_hides_key_and_secret(echo_api, monkeypatch):
+    echo_conn(echo_api, "whereparcel", "rel_echo", monkeypatch)
+    with pytest.raises(ValueError, match="refused the webhook") as err:
+        hook_class("whereparcel")("rel_echo").register_webhook("https://example.com/hook")
+    assert "*** ***" in str(err.value)
+    assert_echo_hidden(f"{err.value} {err.value!r}")
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_userinfo_of_the_host_url_is_hidden_in_error_rows_and_the_test_button(api, monkeypatch):
+    with socket.socket() as probe:  # a port nobody listens on: every call is refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    conn = {"conn_type": api, "host": f"http://alice:Us3rinfoPw9x@127.0.0.1:{port}/api", "password": "sandbox-key",
+            "login": "sandbox-key", "extra": {"max_retries": 0, "account": 1, **FAST}}
+    monkeypatch.setenv(env_name("rel_userinfo"), json.dumps(conn))
+    hook = hook_class(api)("rel_userinfo")
+    (result,) = hook.track([{"carrier": CARRIER[api], "tracking_number": "DLV00001"}])
+    ok, message = hook.test_connection()
+    assert result.error is not None and not ok
+    for text in (json.dumps(result.to_dict(), default=str), message):
+        assert "Us3rinfoPw9x" not in text and "alice" not in text, text
+
+
+def test_userinfo_in_a_bad_host_is_hidden_in_the_connection_error(monkeypatch):
+    from airflow_provider_parcels.hooks.exceptions import ParcelConnectionError
+
+    conn = {"conn_type": "shipengine", "host": "ftp://bob:Ftp5ecretPw@files.example.com", "password": "sandbox-key"}
+    monkeypatch.setenv(env_name("rel_badhost"), json.dumps(conn))
+    with pytest.raises(ParcelConnectionError, match="not an http") as err:
+        _ = hook_class("shipengine")("rel_badhost").settings
+    assert "Ftp5ecretPw" not in f"{err.value} {err.value!r}"
+
+
+def test_the_redactor_masks_any_case_url_encoded_forms_marked_extras_and_userinfo():
+    from airflow_provider_parcels.hooks.redaction import Redactor
+
+    redactor = Redactor.for_connection("trackflow", "user-Login1", "p@ss word/Key9",
+                                       {"webhook_secret": "whsecXYZ123", "plan": "growth"}, "https://u1:pw%40x9@h/")
+    text = ("USER-LOGIN1 p%40ss%20word%2FKey9 p%40ss+word%2Fkey9 WHSECxyz123 plan growth "
+            "http://someone:Other9@example.com/x and pw@x9")
+    out = redactor(text)
+    assert out == "*** *** *** *** plan growth http://***@example.com/x and ***", out
+    assert redactor.value({"k": ["USER-LOGIN1", ("x", "whsecxyz123")], "n": 3}) == {"k": ["***", ("x", "***")], "n": 3}
+    assert Redactor(["ab", None, "  "])("ab cd") == "ab cd"  # too short to mask without wrecking messages

@@ -2,9 +2,10 @@
 
 ``X-TrackFlow-Signature`` is the hex HMAC-SHA256 of the raw body with the connection's extra
 ``webhook_secret``; with a delivery timestamp it signs ``"{timestamp}.{body}"`` and a timestamp
-outside the tolerance is refused as a replay. The sandbox sends no webhooks, so the tests sign
-payloads themselves, among them the sandbox's own answer for a parcel, which must parse to the
-same ``TrackingResult`` as tracking that parcel.
+outside the tolerance is refused as a replay. Without one (TrackFlow sends none) the signed body's
+``last_updated`` is the age checked, so the documented handler refuses replays too. The sandbox
+sends no webhooks, so the tests sign payloads themselves, among them the sandbox's own answer for
+a parcel, which must parse to the same ``TrackingResult`` as tracking that parcel.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import hashlib
 import hmac
 import json
 import time
+from datetime import UTC, datetime
 
 import pytest
 import requests
@@ -45,6 +47,14 @@ BODY = json.dumps({
 }).encode()
 
 
+def fresh(body: bytes = BODY, age: float = 0.0) -> bytes:
+    """``body`` as delivered ``age`` seconds ago: its ``last_updated`` (signed with it) set to then."""
+    payload = json.loads(body)
+    item = payload.get("data", payload)
+    item["last_updated"] = datetime.fromtimestamp(time.time() - age, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return json.dumps(payload).encode()
+
+
 def sign(body: bytes, secret: str = SECRET, timestamp: str | None = None) -> str:
     message = body if timestamp is None else f"{timestamp}.".encode() + body
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
@@ -62,7 +72,8 @@ def hook(sandbox, monkeypatch) -> TrackFlowHook:
 @pytest.mark.parametrize("form", [lambda s: s, lambda s: f"sha256={s}", lambda s: s.upper(), lambda s: f"  {s} \n"],
                          ids=["hex", "sha256-prefix", "upper-case", "padded"])
 def test_good_signature_is_accepted(hook, form):
-    hook.verify_webhook(BODY, form(sign(BODY)))
+    body = fresh()
+    hook.verify_webhook(body, form(sign(body)))
 
 
 def test_good_signature_with_a_fresh_timestamp_is_accepted(hook):
@@ -97,6 +108,7 @@ def test_bad_signature_is_refused(hook, signature):
 def test_tampered_body_is_refused(hook):
     signature = sign(BODY)
     tampered = BODY.replace(b'"delivered"', b'"exception"', 1)
+    assert tampered != BODY
     with pytest.raises(WebhookSignatureError, match="does not match"):
         hook.parse_webhook(tampered, signature)
 
@@ -115,6 +127,29 @@ def test_connection_without_webhook_secret_refuses_every_delivery(sandbox, monke
         TrackFlowHook("rel_nosecret").verify_webhook(BODY, sign(BODY))
 
 
+@pytest.mark.parametrize("blank", [" ", "   ", "\t\n"], ids=["space", "spaces", "tab-newline"])
+def test_blank_webhook_secret_is_refused_naming_connection_and_field(sandbox, monkeypatch, blank):
+    """A secret of whitespace would sign with a key anyone can guess: refused, not used."""
+    monkeypatch.setenv(env_name("rel_blank"), connection_json(sandbox, "trackflow", webhook_secret=blank))
+    body = fresh()
+    with pytest.raises(WebhookSignatureError, match=r"'rel_blank'.*'webhook_secret' is blank"):
+        TrackFlowHook("rel_blank").verify_webhook(body, sign(body, secret=blank))
+
+
+NON_ASCII = {"accents": "é" * 64, "prefixed": "sha256=" + "ü" * 64, "arabic digits": "١٢٣٤" * 16,
+             "mixed": sign(BODY)[:-1] + "ß", "emoji": "📦"}
+
+
+@pytest.mark.parametrize("signature", NON_ASCII.values(), ids=NON_ASCII.keys())
+def test_non_ascii_signature_is_a_clean_refusal(hook, signature):
+    """Header values are text from the network: anything in them is a mismatch, never a TypeError."""
+    body = fresh()
+    with pytest.raises(WebhookSignatureError, match="does not match"):
+        hook.verify_webhook(body, signature)
+    with pytest.raises(WebhookSignatureError, match="does not match"):
+        hook.parse_webhook(body, signature, timestamp=str(int(time.time())))
+
+
 def test_messages_never_show_the_secret(hook):
     for signature in (None, "00", sign(BODY, secret="x")):
         with pytest.raises(WebhookSignatureError) as err:
@@ -123,6 +158,38 @@ def test_messages_never_show_the_secret(hook):
 
 
 # ------------------------------------------------------------------ replays and timestamps
+
+
+def test_the_documented_handler_refuses_a_replay_of_an_old_delivery(hook):
+    """The docs' handler passes no timestamp (TrackFlow sends none): a delivery captured earlier and
+    sent again is refused by the age of its signed ``last_updated``."""
+    captured = fresh(age=2 * 24 * 3600)
+    with pytest.raises(WebhookSignatureError, match="outside the tolerance"):
+        hook.parse_webhook(captured, sign(captured))
+    with pytest.raises(WebhookSignatureError, match="outside the tolerance"):
+        hook.parse_webhook(fresh(age=400), sign(fresh(age=400)), max_age=300)
+    with pytest.raises(WebhookSignatureError, match="outside the tolerance"):
+        hook.verify_webhook(BODY, sign(BODY))  # June's delivery, replayed today
+    future = fresh(age=-3600)
+    with pytest.raises(WebhookSignatureError, match="outside the tolerance"):
+        hook.parse_webhook(future, sign(future))
+    recent = fresh(age=200)
+    assert hook.parse_webhook(recent, sign(recent)).tracking_number == "1Z204E380338943508"
+    # a redelivery hours later (vendors retry for hours) is still accepted by default
+    late = fresh(age=6 * 3600)
+    assert hook.parse_webhook(late, sign(late)).tracking_number == "1Z204E380338943508"
+    # the age is read from the signed body: rewriting last_updated breaks the signature
+    replayed = BODY.replace(b"2026-06-17T15:05:00Z", json.loads(fresh())["data"]["last_updated"].encode())
+    with pytest.raises(WebhookSignatureError, match="does not match"):
+        hook.parse_webhook(replayed, sign(BODY))
+
+
+def test_a_delivery_of_no_known_age_is_refused_unless_asked_for(hook):
+    body = json.dumps({"data": {"tracking_number": "1Z204E380338943508", "status": "delivered"}}).encode()
+    with pytest.raises(WebhookSignatureError, match="no last_updated"):
+        hook.parse_webhook(body, sign(body))
+    assert hook.parse_webhook(body, sign(body), require_fresh=False).status is ParcelStatus.DELIVERED
+    assert hook.parse_webhook(BODY, sign(BODY), require_fresh=False).tracking_number == "1Z204E380338943508"
 
 
 def test_replay_outside_the_tolerance_is_refused(hook):
@@ -187,7 +254,8 @@ def test_replay_within_the_tolerance_is_accepted_and_loads_the_same_row(hook, sq
 
 
 def test_parse_webhook_gives_the_shipment_as_a_tracking_result(hook):
-    result = hook.parse_webhook(BODY, f"sha256={sign(BODY)}")
+    body = fresh()
+    result = hook.parse_webhook(body, f"sha256={sign(body)}")
     assert (result.provider, result.carrier, result.tracking_number) == ("trackflow", "ups", "1Z204E380338943508")
     assert result.status is ParcelStatus.DELIVERED and result.provider_status == "delivered"
     assert result.error is None
@@ -204,7 +272,7 @@ def test_parse_webhook_gives_the_shipment_as_a_tracking_result(hook):
 
 
 def test_parse_webhook_reads_an_unwrapped_payload_and_a_carrier_override(hook):
-    body = json.dumps(json.loads(BODY)["data"]).encode()
+    body = json.dumps(json.loads(fresh())["data"]).encode()
     result = hook.parse_webhook(body, sign(body), carrier="ups-mi")
     assert (result.carrier, result.tracking_number, result.status) == ("ups-mi", "1Z204E380338943508",
                                                                        ParcelStatus.DELIVERED)
@@ -230,7 +298,7 @@ def test_sandbox_answer_as_webhook_parses_like_tracking_it(hook, sandbox, number
 def test_signed_payload_without_a_tracking_number_is_refused(hook):
     """A delivery that names no parcel must not become a result for a parcel called ``None``."""
     payload = {"event": "shipment.updated", "data": {"carrier": {"code": "ups"}, "status": "delivered"}}
-    body = json.dumps(payload).encode()
+    body = fresh(json.dumps(payload).encode())
     with pytest.raises(ValueError, match="tracking_number"):
         hook.parse_webhook(body, sign(body))
 

@@ -60,6 +60,7 @@ def test_max_in_flight_with_concurrent_requests(sandbox):
 
 
 def test_reset_and_config_endpoints(sandbox, http):
+    http.headers.update(sandbox.control_headers)
     _se(sandbox, http)
     assert http.post(sandbox.url + "/_sandbox/reset").json() == {"ok": True}
     assert sandbox.stats()["total_requests"] == 0
@@ -78,6 +79,37 @@ def test_reset_and_config_endpoints(sandbox, http):
     assert sandbox.settings.rpm == 120
     assert http.get(sandbox.url + "/_sandbox/health").json()["ok"] is True
     assert http.get(sandbox.url + "/elsewhere").status_code == 404
+
+
+@pytest.mark.parametrize("token", [None, "", "wrong-token", "ünïcode"], ids=["none", "empty", "wrong", "non-ascii"])
+def test_control_writes_need_the_servers_token(sandbox, http, token):
+    """Any local user can reach a loopback port: without this server's token nobody may switch
+    faults on or wipe state under a test run; reading stays open."""
+    sandbox.configure(rpm=7)
+    _se(sandbox, http)
+    headers = {} if token is None else {"X-Sandbox-Token": token.encode().decode("latin-1")}
+    for path, body in (("/_sandbox/config", {"faults": "503=1.0"}), ("/_sandbox/reset", None)):
+        response = http.post(sandbox.url + path, json=body, headers=headers)
+        assert response.status_code == 403, (path, response.text)
+        assert "X-Sandbox-Token" in response.json()["error"]
+    assert sandbox.settings.faults == "" and sandbox.settings.rpm == 7
+    assert sandbox.stats()["shipengine"]["requests"] == 1
+    for path in ("/_sandbox/stats", "/_sandbox/config", "/_sandbox/health"):
+        assert http.get(sandbox.url + path).status_code == 200
+    allowed = http.post(sandbox.url + "/_sandbox/config", json={"rpm": 9}, headers=sandbox.control_headers)
+    assert allowed.json()["rpm"] == 9
+
+
+def test_each_server_has_its_own_random_token_unless_the_environment_sets_one(monkeypatch):
+    monkeypatch.delenv("PARCELS_SANDBOX_TOKEN", raising=False)
+    first, second = SandboxServer(), SandboxServer()
+    assert first.control_token != second.control_token and len(first.control_token) >= 24
+    monkeypatch.setenv("PARCELS_SANDBOX_TOKEN", "demo-token-1")
+    with SandboxServer() as server:
+        assert server.control_token == "demo-token-1"
+        assert requests.post(server.url + "/_sandbox/reset", headers={"X-Sandbox-Token": "demo-token-1"},
+                             timeout=5).json() == {"ok": True}
+    assert SandboxServer(control_token="given").control_token == "given"
 
 
 def test_reset_forgets_created_data(sandbox, http):
@@ -265,11 +297,13 @@ def test_cli_prints_urls_and_stops_on_sigterm():
         url = lines[0].split()[-1]
         assert requests.get(url + "/_sandbox/config", timeout=5).json()["seed"] == 3
         exports = dict(line[len("export "):].split("=", 1) for line in lines if line.startswith("export "))
-        assert set(exports) == {f"AIRFLOW_CONN_{api.upper()}_DEFAULT" for api in
-                                ("whereparcel", "trackingmore", "trackflow", "parcellab", "shipengine")}
-        shipengine = json.loads(exports["AIRFLOW_CONN_SHIPENGINE_DEFAULT"].strip("'"))
-        assert shipengine == {"conn_type": "shipengine", "host": url + "/shipengine", "password": "sandbox-key"}
-        whereparcel = json.loads(exports["AIRFLOW_CONN_WHEREPARCEL_DEFAULT"].strip("'"))
+        # the connection ids the example DAGs use (parcels_demo_*), warehouse included
+        assert set(exports) == {f"AIRFLOW_CONN_PARCELS_DEMO_{name.upper()}" for name in
+                                ("whereparcel", "trackingmore", "trackflow", "parcellab", "shipengine", "warehouse")}
+        shipengine = json.loads(exports["AIRFLOW_CONN_PARCELS_DEMO_SHIPENGINE"].strip("'"))
+        assert shipengine == {"conn_type": "shipengine", "host": url + "/shipengine", "password": "sandbox-key",
+                              "extra": {"requests_per_minute": 6000}}
+        whereparcel = json.loads(exports["AIRFLOW_CONN_PARCELS_DEMO_WHEREPARCEL"].strip("'"))
         assert (whereparcel["login"], whereparcel["password"]) == ("sandbox-key", "sandbox-secret")
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
@@ -285,3 +319,33 @@ def test_cli_rejects_bad_faults():
     result = subprocess.run([sys.executable, "-m", "airflow_provider_parcels.sandbox", "--faults", "x=1"],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and "error" in result.stderr
+
+
+# --- invented data is marked ------------------------------------------------------------------
+@pytest.mark.parametrize(("api", "carrier"), [("whereparcel", "kr.cj"), ("whereparcel", "us.ups"),
+                                              ("trackingmore", "usps"), ("trackflow", "ups"),
+                                              ("parcellab", "dhl"), ("shipengine", "ups")])
+def test_a_real_looking_numbers_invented_history_is_marked_into_the_warehouse(sandbox, monkeypatch, api, carrier,
+                                                                              sqlite_conn_id):
+    """A number outside the prefix scheme gets a plausible history: every event's location and text
+    say ``[sandbox]``, so rows loaded from the sandbox are never taken for a carrier's."""
+    from airflow_provider_parcels.hooks import hook_class
+    from airflow_provider_parcels.warehouse import ParcelWarehouse
+
+    monkeypatch.setenv(*sandbox.conn_env(api, conn_id="marker", requests_per_minute=600_000))
+    numbers = ["1Z204E380338943508", "449044304137821", "TRNMARK0001"]  # two real-looking, one scheme
+    results = hook_class(api)("marker").track([{"carrier": carrier, "tracking_number": n} for n in numbers])
+    warehouse = ParcelWarehouse(sqlite_conn_id)
+    warehouse.load(results)
+    names = warehouse._spec("parcel_tracking_events").names
+    by_number: dict[str, list[dict]] = {}
+    for values in warehouse.dump("parcel_tracking_events"):
+        row = dict(zip(names, values, strict=True))
+        by_number.setdefault(row["tracking_number"], []).append(row)
+    korean = api == "whereparcel" and carrier == "kr.cj"  # WhereParcel writes Korean texts from the status alone
+    for number in numbers[:2]:
+        assert by_number.get(number), (number, results)
+        for row in by_number[number]:
+            assert "[sandbox]" in (row["location"] or "").lower(), row
+            assert korean or "[sandbox]" in (row["description"] or ""), row
+    assert all("[sandbox]" not in json.dumps(row, default=str).lower() for row in by_number["TRNMARK0001"])

@@ -135,3 +135,13 @@ def test_quota_refusal_is_http_200_with_4029(sandbox, http):
     assert response.headers["X-RateLimit-Limit"] == "60" and response.headers["X-RateLimit-Remaining"] == "0"
     assert 1 <= int(response.headers["Retry-After"]) <= 60
     assert sandbox.stats()["trackingmore"]["rate_limited"] == 1
+
+
+def test_batch_where_every_tracking_exists_answers_4016_in_the_envelope(sandbox, http):
+    body = [{"tracking_number": "DLVALL1", "carrier_code": "usps"},
+            {"tracking_number": "TRNALL2", "carrier_code": "ups"}]
+    answer = _post(sandbox, http, "/trackings/batch", body)
+    assert answer == {"meta": {"code": 4016, "type": "Bad Request", "message": "Tracking already exists."},
+                      "data": []}
+    mixed = _post(sandbox, http, "/trackings/batch", [*body, {"tracking_number": "NEWALL3", "carrier_code": "usps"}])
+    assert mixed["meta"]["code"] == 201 and [e["code"] for e in mixed["data"]["errors"]] == [4016, 4016]

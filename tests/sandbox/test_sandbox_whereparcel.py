@@ -110,3 +110,18 @@ def test_plan_quota(sandbox, http):
     assert response.headers["X-RateLimit-Remaining"] == "29"
     assert int(response.headers["X-RateLimit-Reset"]) > 1e9
     assert "X-RateLimit-Limit" not in _track(sandbox, http, [{"carrier": "kr.cj", "trackingNumber": "DLV1"}]).headers
+
+
+def test_sdk_keys_get_the_javascript_samples_item_shape(sandbox, http):
+    """The doc's JS sample reads ``result.status === 'success'`` and ``result.data.deliveryStatus``."""
+    headers = {"Authorization": "Bearer sandbox-sdk:sandbox-secret"}
+    items = [{"carrier": "kr.cj", "trackingNumber": "DLV1", "clientId": "o-1"},
+             {"carrier": "kr.cj", "trackingNumber": "NFD2"}]
+    answer = _track(sandbox, http, items, headers).json()
+    ok, failed = answer["results"]
+    assert answer["success"] is True and answer["summary"] == {"total": 2, "succeeded": 1, "failed": 1}
+    assert ok["status"] == "success" and "success" not in ok and ok["clientId"] == "o-1"
+    assert ok["data"]["deliveryStatus"] == "delivered" and "status" not in ok["data"]
+    assert failed["status"] == "failed" and failed["error"]["code"] == "NOT_FOUND" and "data" not in failed
+    plain = _track(sandbox, http, items).json()["results"][0]
+    assert plain["success"] is True and plain["data"]["status"] == "delivered"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -93,10 +94,13 @@ def test_deadline_callbacks_post_async_and_sync(webhook):
     kwargs = {"parcels": PARCELS, "http_conn_id": "parcels_test_webhook", "now": NOW.isoformat(),
               "max_age": 86400, "title": "SLA missed"}
     context = {"dag_run": {"dag_id": "sla", "run_id": "r1"}, "deadline": {"deadline_time": "2024-05-10T12:00"}}
-    summary = asyncio.run(deadline_report_callback(context=context, **kwargs))
+    output = asyncio.run(deadline_report_callback(context=context, **kwargs))
+    # Text, not a dict: Airflow stores a callback's return value in a text column.
+    assert isinstance(output, str)
+    summary = json.loads(output)
     assert summary["count"] == 2
     assert summary["headline"] == "SLA missed: 2 late or failed parcels (dag sla, run r1, deadline 2024-05-10T12:00)"
-    assert deadline_report_sync_callback(context=context, **kwargs) == summary
+    assert deadline_report_sync_callback(context=context, **kwargs) == output
     assert [post["json"]["text"].splitlines()[0] for post in webhook] == [summary["headline"]] * 2
 
     # Both are importable paths with JSON kwargs, as Deadline Alerts need them.
@@ -109,3 +113,51 @@ def test_deadline_callbacks_post_async_and_sync(webhook):
 def test_bad_max_age_is_refused():
     with pytest.raises(ValueError, match="max_age"):
         ParcelReportNotifier(max_age="3 days")
+
+
+def test_deadline_callback_output_is_stored_by_airflow(airflow_db):
+    """What the triggerer does with a Deadline Alert: run the callback through Airflow's own
+    ``CallbackTrigger`` and save its events on the ``callback`` row. A dict output made the
+    database refuse the row (``type 'dict' is not supported``) and killed the triggerer."""
+    from airflow.models.callback import Callback, CallbackState
+    from airflow.sdk import AsyncCallback
+    from airflow.triggers.callback import CallbackTrigger
+    from airflow.utils.session import create_session
+
+    kwargs = {"parcels": PARCELS, "now": NOW.isoformat(), "title": "Deadline missed", "use_context": False}
+    definition = AsyncCallback(deadline_report_callback, kwargs=kwargs)
+
+    async def events() -> list:
+        trigger = CallbackTrigger(callback_path=definition.serialize()["path"], callback_kwargs=dict(kwargs))
+        return [event async for event in trigger.run()]
+
+    collected = asyncio.run(events())
+    with create_session() as session:
+        row = Callback.create_from_sdk_def(definition)
+        session.add(row)
+        session.flush()
+        for event in collected:
+            row.handle_event(event, session)
+        session.flush()
+        callback_id = row.id
+    with create_session() as session:
+        stored = session.get(Callback, callback_id)
+        assert stored.state == CallbackState.SUCCESS
+        assert json.loads(stored.output)["headline"] == "Deadline missed: 2 late or failed parcels"
+
+
+def test_sync_deadline_callback_says_why_airflow_refused_it_a_connection(monkeypatch):
+    """On an executor, Airflow 3.3's execution API refuses callbacks every connection
+    (``AirflowSecretsBackendAccessDenied``, a ``PermissionError``): say so and what to use instead."""
+    from airflow.sdk import BaseHook
+
+    from airflow_provider_parcels.notifications.parcel_report import CallbackConnectionDenied
+
+    def denied(conn_id: str, *args, **kwargs):
+        raise PermissionError(f"Access denied for connection {conn_id!r} by Execution API")
+
+    monkeypatch.setattr(BaseHook, "get_connection", classmethod(lambda cls, conn_id, *a, **k: denied(conn_id)))
+    with pytest.raises(CallbackConnectionDenied) as raised:
+        deadline_report_sync_callback(parcels=PARCELS, http_conn_id="alerts_hook", now=NOW.isoformat())
+    message = str(raised.value)
+    assert "connection(s) http_conn_id='alerts_hook'" in message and "AsyncCallback(deadline_report_callback" in message

@@ -17,7 +17,7 @@ COLUMNS = [
     "provider", "carrier", "tracking_number", "client_id", "status", "provider_status", "status_text",
     "carrier_name", "estimated_delivery", "delivered_at", "last_event_at", "last_event_description",
     "last_event_location", "event_count", "origin_country", "destination_country", "error_code",
-    "error_message", "fetched_at", "raw",
+    "error_message", "fetched_at", "raw", "last_error_code", "last_error_message", "last_error_at",
 ]  # fmt: skip
 
 

@@ -9,6 +9,7 @@ from wh_factories import T0, batch, event, result
 from airflow_provider_parcels.models import TERMINAL_STATUSES, ParcelStatus
 
 PARCELS = "parcel_tracking"
+HOUR = timedelta(hours=1)
 
 
 def test_open_parcels_streams_only_non_terminal_parcels_page_by_page(wh):
@@ -42,6 +43,22 @@ def test_open_parcels_holds_no_lock_between_pages(wh):
     seen += list(stream)
     numbers = {row["tracking_number"] for row in seen}
     assert {r.tracking_number for r in batch(25)} - {"TN0000001"} <= numbers
+
+
+def test_open_parcels_reads_each_parcel_once_while_the_caller_moves_it(wh):
+    """The caller tracks each parcel it gets and loads the answer while iterating (as the operator does)."""
+    wh.load(batch(20, status=ParcelStatus.PENDING, events=0) + batch(10, start=20, status=ParcelStatus.INFO_RECEIVED))
+    wh.load(batch(5, start=30, status=ParcelStatus.DELIVERED))
+    moves = [ParcelStatus.IN_TRANSIT, ParcelStatus.OUT_FOR_DELIVERY, ParcelStatus.NOT_FOUND, ParcelStatus.DELIVERED]
+    seen: list[str] = []
+    for i, parcel in enumerate(wh.open_parcels(batch_size=4)):
+        seen.append(parcel["tracking_number"])
+        number = int(parcel["tracking_number"][2:])
+        # a newer answer with a newer scan, into another open (or a terminal) status
+        answer = result(number, status=moves[i % 4], events=[event(-1, "newer scan")], fetched_at=T0 + HOUR)
+        assert wh.load([answer]).updated == 1
+    assert sorted(seen) == [f"TN{i:07d}" for i in range(30)]  # each open parcel once, none delivered
+    assert wh.status_counts() == {"delivered": 5 + 7, "in_transit": 8, "not_found": 7, "out_for_delivery": 8}
 
 
 def test_late_parcels_past_estimated_delivery_exception_and_max_age(wh):

@@ -9,6 +9,7 @@ from contextlib import closing
 import pytest
 from wh_factories import batch, mixed
 
+from airflow_provider_parcels.models import ParcelStatus
 from airflow_provider_parcels.warehouse import LoadCounts, ParcelWarehouse
 
 HOSTILE = [
@@ -34,6 +35,7 @@ def table_names(wh: ParcelWarehouse) -> set[str]:
         "sqlite": "SELECT name FROM sqlite_master WHERE type = 'table'",
         "postgres": "SELECT table_schema || '.' || table_name FROM information_schema.tables "
         "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')",
+        "duckdb": "SELECT table_schema || '.' || table_name FROM information_schema.tables",
     }[wh.dialect.name]
     with wh.connect() as conn:
         return {row[0] for row in wh.query(conn, sql)}
@@ -136,3 +138,22 @@ def test_load_counts_add_and_to_dict():
         "events_inserted": 4,
         "events_unchanged": 6,
     }
+
+
+@pytest.mark.parametrize("by_provider", [False, True], ids=["all", "one_provider"])
+def test_open_parcels_pages_use_the_partial_open_index(make_warehouse, by_provider):
+    """The page query repeats the index predicate word for word; else SQLite would not use the index."""
+    from airflow_provider_parcels.warehouse.queries import open_parcels_sql
+
+    wh = make_warehouse(table_prefix="ix_")
+    if not wh.dialect.status_index:
+        pytest.skip(f"{wh.dialect.name} has no secondary indexes (see DuckDBDialect): open_parcels scans")
+    wh.load(batch(2000, status=ParcelStatus.DELIVERED, events=0) + batch(50, start=2000, events=0))
+    with wh.transaction() as (_, cur):
+        cur.execute("ANALYZE")  # a warehouse in use has statistics: most parcels delivered
+    sql = open_parcels_sql(wh, by_provider, 100, after=True)
+    params = ["whereparcel"] * by_provider + ["a"] * (2 if by_provider else 3)
+    with wh.connect() as conn:
+        explain = "EXPLAIN QUERY PLAN " if wh.dialect.name == "sqlite" else "EXPLAIN "
+        plan = " ".join(str(row) for row in wh.query(conn, explain + sql, params))
+    assert "ix_parcel_tracking_open" in plan, plan

@@ -226,7 +226,8 @@ class TrackingMoreApi(SandboxApi):
         return envelope(201, "Created", "Success", self._render(record, count=False))
 
     def create_batch(self, request: Request, key: str, params: dict[str, str]) -> Response:
-        """``POST /trackings/batch``: up to 40, one error entry per refused tracking."""
+        """``POST /trackings/batch``: up to 40, one error entry per refused tracking; when every
+        tracking is refused for the same reason, that reason's ``meta.code`` (HTTP 200) and no data."""
         body = request.json_or_none()
         if not isinstance(body, list):
             return envelope(4000, "Bad Request", "The request body must be a JSON array of trackings.")
@@ -244,6 +245,10 @@ class TrackingMoreApi(SandboxApi):
             item = self._render(record, count=False)
             trackings.append({name: item[name] for name in (
                 "id", "tracking_number", "carrier_code", "status", "created_at", *_EXTRA_FIELDS[:4])})
+        if body and not trackings and len({error["code"] for error in errors}) == 1:
+            # Every tracking refused for one reason: the envelope carries that code, as
+            # ``/trackings/post`` does (e.g. meta.code 4016 inside an HTTP 200), and no data.
+            return envelope(errors[0]["code"], "Bad Request", errors[0]["message"])
         data = {"submitted": len(body), "added": len(trackings), "trackings": trackings, "errors": errors}
         return envelope(201, "Created", "Success", data)
 

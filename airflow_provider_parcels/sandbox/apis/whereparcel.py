@@ -1,4 +1,11 @@
-"""WhereParcel fake: ``POST /v2/track`` (up to 5 items) and ``POST /v2/webhooks/register``."""
+"""WhereParcel fake: ``POST /v2/track`` (up to 5 items) and ``POST /v2/webhooks/register``.
+
+The doc shows two shapes of a result item: the response body sample (``"success": true``,
+``data.status``) and the one its JavaScript sample reads (``result.status === 'success'``,
+``result.data.deliveryStatus``). The fake answers the first; a key containing ``-sdk``
+(``sandbox-sdk``, ``sandbox-sdk-pro``) gets the second (``"status": "success"`` or
+``"failed"``, ``data.deliveryStatus``), so clients can be tested against both.
+"""
 
 from __future__ import annotations
 
@@ -98,6 +105,8 @@ class WhereParcelApi(SandboxApi):
                     return _error(400, "VALIDATION_ERROR", f"trackingItems[{index}].{field} is required")
         results = [self._result(item) for item in items]
         succeeded = sum(1 for result in results if result["success"])
+        if "-sdk" in key:
+            results = [_sdk_shape(result) for result in results]
         summary = {"total": len(results), "succeeded": succeeded, "failed": len(results) - succeeded}
         return Response(200, {"success": True, "summary": summary, "results": results})
 
@@ -154,3 +163,14 @@ class WhereParcelApi(SandboxApi):
             return _error(400, "VALIDATION_ERROR", "recurring must be a boolean")
         hook_id = f"wh_{uuid.uuid4().hex[:16]}"
         return Response(200, {"success": True, "data": {"id": hook_id, "url": url, "recurring": recurring}})
+
+
+def _sdk_shape(result: dict) -> dict:
+    """An item in the shape the doc's JavaScript sample reads: ``status`` and ``data.deliveryStatus``."""
+    out = {k: v for k, v in result.items() if k not in ("success", "data")}
+    out["status"] = "success" if result["success"] else "failed"
+    if "data" in result:
+        data = dict(result["data"])
+        data["deliveryStatus"] = data.pop("status")
+        out["data"] = data
+    return out
