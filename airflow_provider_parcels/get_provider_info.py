@@ -39,7 +39,21 @@ def _quota_fields(plans: list[str]) -> dict[str, Any]:
         requests_per_minute=_number("Requests per minute", "Quota override; wins over the plan.", 1),
         max_concurrency=_number("Max concurrency", "Requests in flight at once (default from the quota).", 1),
         timeout=_number("Timeout (s)", "Seconds for each HTTP call (default 30).", 0.001),
-        quota_share=_number("Quota share", "Fraction of the quota for this connection's users (0-1].", 0),
+        quota_share=_number("Quota share", "Optional cap on one process: fraction of the minute quota (0-1].", 0),
+        requests_per_day=_number("Requests per day", "Day budget of the key (UTC day); wins over the plan.", 1),
+        requests_per_month=_number("Requests per month", "Month budget of the key (UTC month); wins over the plan.",
+                                   1),
+        quota_store={
+            "label": "Quota store",
+            "description": "A redis, postgres or sqlite connection holding the key's shared quota ledger "
+            "(default: a file under AIRFLOW_HOME, shared by the processes of one machine).",
+            "schema": {"type": ["string", "null"]},
+        },
+        max_response_mb={
+            "label": "Max response (MiB)",
+            "description": "Largest answer accepted, in MiB (default 16).",
+            "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+        },
     )
     return fields
 
@@ -73,6 +87,26 @@ def _connection(
     }
 
 
+#: Where a pushing connection's webhook events land (read by the receiver in the API server).
+_WEBHOOK_WAREHOUSE_FIELDS: dict[str, Any] = {
+    "warehouse_conn_id": {
+        "label": "Webhook warehouse connection",
+        "description": "Connection (sqlite, postgres, ...) whose parcel_tracking tables receive pushed events.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "table_prefix": {
+        "label": "Webhook table prefix",
+        "description": "Prefix of the warehouse tables pushed events land in.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "schema": {
+        "label": "Webhook warehouse schema",
+        "description": "Schema of the warehouse tables pushed events land in.",
+        "schema": {"type": ["string", "null"]},
+    },
+}
+
+
 def get_provider_info() -> dict[str, Any]:
     """Package name, version, modules and the five connection types with their forms."""
     return {
@@ -104,6 +138,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_provider_parcels.operators.tracking",
                     "airflow_provider_parcels.operators.orders",
+                    "airflow_provider_parcels.operators.subscriptions",
                 ],
             }
         ],
@@ -120,6 +155,15 @@ def get_provider_info() -> dict[str, Any]:
                 ["free", "starter", "pro", "business"],
                 {"login": "API key", "password": "Secret key"},
                 ["schema", "port"],
+                {
+                    "webhook_token": {
+                        "label": "Webhook token",
+                        "description": "Secret put in the webhook URL given to WhereParcel (which signs nothing); "
+                        "the receiver compares it in constant time.",
+                        "schema": {"type": ["string", "null"], "format": "password"},
+                    },
+                    **_WEBHOOK_WAREHOUSE_FIELDS,
+                },
             ),
             _connection(
                 "trackingmore", "trackingmore", "TrackingMoreHook", "TrackingMore", "https://api.trackingmore.com/v2",
@@ -137,7 +181,8 @@ def get_provider_info() -> dict[str, Any]:
                         "label": "Webhook secret",
                         "description": "Secret that signs X-TrackFlow-Signature (HMAC-SHA256) on webhooks.",
                         "schema": {"type": ["string", "null"], "format": "password"},
-                    }
+                    },
+                    **_WEBHOOK_WAREHOUSE_FIELDS,
                 },
             ),
             _connection(

@@ -33,14 +33,17 @@ from typing import Any
 
 from bench.common import RESULTS, bootstrap_airflow, fmt, machine, run_script
 
-SECTIONS = ("throughput", "plans", "unknown", "sensor", "memory", "warehouse")
+SECTIONS = ("throughput", "plans", "unknown", "sensor", "memory", "warehouse", "shared_quota")
+#: Sections whose results live in files of their own (``--only`` that section alone writes ``<name>.json/md``).
+OWN_FILES = ("shared_quota",)
 
 
 def _runner(name: str) -> Callable[[bool], Any]:
     """The function that runs one section (imported late: Airflow must be bootstrapped first)."""
-    from bench import memory, ratelimit_styles, throughput
+    from bench import memory, ratelimit_styles, shared_quota, throughput
 
     return {
+        "shared_quota": shared_quota.run,
         "throughput": throughput.run,
         "plans": lambda quick: ratelimit_styles.run_known_plans(15.0 if quick else 75.0),
         "unknown": ratelimit_styles.run_unknown_limit,
@@ -190,6 +193,15 @@ def goals(payload: dict[str, Any]) -> list[str]:
             rows.append(("5. sensor worker-held s (requests), deferred vs poke",
                          f"{d['worker_seconds']:.1f} s ({d['requests']}) vs {p['worker_seconds']:.1f} s "
                          f"({p['requests']})", "(none)", None))
+    shared = _result(payload, "shared_quota")
+    if shared:
+        ledger_rows = [r for r in shared["rows"] if r["store"] != "per-process"]
+        refused = sum(r["rate_limited"] for r in ledger_rows)
+        worst = min(ledger_rows, key=lambda r: r["quota_use"])
+        rows.append(("17. 429s, processes sharing one key through the ledger", str(refused), "0", refused == 0))
+        rows.append(("17. quota use, processes sharing one key (worst run)",
+                     f"{worst['quota_use']:.3f} ({worst['store']}, {worst['processes']} processes)", ">= 0.95",
+                     worst["quota_use"] >= 0.95))
     lines = ["| figure | measured | goal | met |", "|---|---|---|---|"]
     for name, measured, goal, met in rows:
         verdict = "-" if met is None else "yes" if met else "**no**"
@@ -199,7 +211,7 @@ def goals(payload: dict[str, Any]) -> list[str]:
 
 def markdown(payload: dict[str, Any]) -> str:
     """The whole report as markdown."""
-    from bench import memory, ratelimit_styles, throughput
+    from bench import memory, ratelimit_styles, shared_quota, throughput
 
     m = payload["machine"]
     load = payload["load_average"]
@@ -223,6 +235,7 @@ def markdown(payload: dict[str, Any]) -> str:
         ("warehouse", "3. Warehouse upserts", markdown_warehouse),
         ("memory", "4. Peak memory of the operator's streaming", memory.markdown),
         ("sensor", "5. Sensor: deferred versus poke", markdown_sensor),
+        ("shared_quota", "17. One quota per API key: processes sharing a key", shared_quota.markdown),
     ]
     for name, title, render in parts:
         section = payload["sections"].get(name)
@@ -289,9 +302,9 @@ def schedule(suite: Suite, how: str) -> None:
         for name in SECTIONS:
             suite.run(name)
     elif how == "overlap":
-        suite.together(("throughput", "unknown", "sensor"), ("plans",), ("memory",), ("warehouse",))
+        suite.together(("throughput", "unknown", "sensor"), ("plans", "shared_quota"), ("memory",), ("warehouse",))
     else:
-        suite.together(("memory",), ("throughput", "unknown", "sensor", "warehouse"), ("plans",))
+        suite.together(("memory",), ("throughput", "unknown", "sensor", "warehouse"), ("plans", "shared_quota"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -326,10 +339,11 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or (Path(tempfile.mkdtemp(prefix="parcels-bench-quick-")) if args.quick else RESULTS)
     out.mkdir(parents=True, exist_ok=True)
     text = markdown(payload)
-    (out / "latest.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    (out / "latest.md").write_text(text)
+    stem = only[0] if len(only) == 1 and only[0] in OWN_FILES else "latest"  # never overwrite the whole suite's
+    (out / f"{stem}.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    (out / f"{stem}.md").write_text(text)
     print("\n" + text)
-    print(f"wrote {out / 'latest.json'} and {out / 'latest.md'} in {payload['seconds']:.0f} s", flush=True)
+    print(f"wrote {out / f'{stem}.json'} and {out / f'{stem}.md'} in {payload['seconds']:.0f} s", flush=True)
     crashed = [name for name, section in payload["sections"].items() if "error" in section]
     if crashed:
         print(f"CRASHED: {', '.join(crashed)}", file=sys.stderr)

@@ -14,7 +14,8 @@ ids computed and cached on the events, as ``parsing.dedupe_events`` does); that 
 - ``ours``: ``ParcelWarehouse.load``, row building and the inserted/updated/unchanged counts
   included (SQLite: ``executemany`` per table; PostgreSQL: binary ``COPY`` into a stage table +
   one ``INSERT ... ON CONFLICT`` per table; DuckDB: a pandas frame + ``INSERT ... ON CONFLICT``);
-- ``ours, MERGE`` (PostgreSQL, DuckDB): ``ParcelWarehouse(dialect="merge")``, the generic path;
+- ``ours, MERGE`` (PostgreSQL, DuckDB; with ``--merge`` or ``--quick``): ``ParcelWarehouse(dialect="merge")``,
+  the generic path;
 - ``pandas to_sql``: frames built from the results + ``DataFrame.to_sql(if_exists="append")`` into
   keyless tables pandas creates (a plain append: no upsert, no counts; DuckDB: its own
   ``INSERT INTO t SELECT * FROM frame``, as ``to_sql`` needs a SQLAlchemy driver there);
@@ -30,7 +31,7 @@ over the chunk already built) for chunks of 1,000, 10,000 and 30,000 results, pe
 ``--quick`` loads ten times fewer rows. Prints markdown tables and writes JSON (``--json``,
 default ``bench/results/warehouse.json``).
 
-    python bench/warehouse_upsert.py [--quick] [--json PATH] [--skip-postgres]
+    python bench/warehouse_upsert.py [--quick] [--merge] [--json PATH] [--skip-postgres]
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ CHUNK = 10_000
 MAPPING = "row mapping only"
 FLOOR = "floor"
 MEMORY_CHUNKS = (1_000, 10_000, 30_000)
+#: Whether the generic MERGE path is timed too (``--merge``; on with ``--quick``): about 10x slower.
+MERGE_TOO = False
 EVENTS_PER_PARCEL = 10
 STATUSES = [ParcelStatus.IN_TRANSIT, ParcelStatus.OUT_FOR_DELIVERY, ParcelStatus.DELIVERED, ParcelStatus.PENDING]
 PLACES = ["Seoul Hub", "Incheon Airport", "Frankfurt (Main)", "Zürich Mülligen", "Köln, DE", "東京"]
@@ -324,10 +327,10 @@ def run_interleaved(database: str, methods: list[tuple[str, Target, Any]], parce
     return out
 
 
-def peak_memory(database: str, make: Callable[[int], ParcelWarehouse], parcels: int) -> list[dict[str, Any]]:
+def peak_memory(database: str, make: Callable[[int], ParcelWarehouse]) -> list[dict[str, Any]]:
     """
     Peak memory of ``ParcelWarehouse.load`` per chunk size: ``tracemalloc``'s peak over what was
-    allocated before the call (the chunk of results itself), worst chunk of an insert + refresh.
+    allocated before the call (the chunk of results itself), worst of two chunks inserted and refreshed.
     """
     out = []
     for size in MEMORY_CHUNKS:
@@ -335,8 +338,8 @@ def peak_memory(database: str, make: Callable[[int], ParcelWarehouse], parcels: 
         wh.create_tables()
         peak = 0
         for refresh in (False, True):
-            for start in range(0, parcels, size):
-                chunk = make_chunk(start, min(size, parcels - start), refresh)
+            for start in (0, size):  # two chunks: the second loads into a table that already holds one
+                chunk = make_chunk(start, size, refresh)
                 tracemalloc.start()
                 base = tracemalloc.get_traced_memory()[0]
                 wh.load(chunk)
@@ -379,7 +382,7 @@ def bench_sqlite(parcels: int, workdir: Path) -> tuple[list[Measurement], list[d
         conn_id = f"bench_sqlite_mem_{size}"
         return ParcelWarehouse(set_connection(conn_id, conn_type="sqlite", host=str(workdir / f"{conn_id}.db")))
 
-    return results, peak_memory("sqlite", fresh, parcels)
+    return results, peak_memory("sqlite", fresh)
 
 
 def bench_duckdb(parcels: int, workdir: Path) -> tuple[list[Measurement], list[dict[str, Any]], str]:
@@ -387,7 +390,7 @@ def bench_duckdb(parcels: int, workdir: Path) -> tuple[list[Measurement], list[d
 
     specs = (
         ("ours", load_ours, None),
-        ("ours, MERGE", load_ours, "merge"),
+        *([("ours, MERGE", load_ours, "merge")] if MERGE_TOO else []),
         ("pandas to_sql", load_pandas, None),
         (MAPPING, map_only, None),
     )
@@ -401,7 +404,7 @@ def bench_duckdb(parcels: int, workdir: Path) -> tuple[list[Measurement], list[d
         conn_id = f"bench_duckdb_mem_{size}"
         return ParcelWarehouse(set_connection(conn_id, conn_type="duckdb", host=str(workdir / f"{conn_id}.duckdb")))
 
-    return results, peak_memory("duckdb", fresh, parcels), duckdb.__version__
+    return results, peak_memory("duckdb", fresh), duckdb.__version__
 
 
 # PostgreSQL ---------------------------------------------------------------------------------
@@ -477,7 +480,7 @@ def database(admin_dsn: str, name: str) -> Iterator[dict[str, Any]]:
 def bench_postgres(parcels: int, admin_dsn: str) -> tuple[list[Measurement], list[dict[str, Any]], str, str]:
     specs = (
         ("ours", load_ours, None, None),
-        ("ours, MERGE", load_ours, "merge", None),
+        *([("ours, MERGE", load_ours, "merge", None)] if MERGE_TOO else []),
         ("ours, VALUES only", load_ours, None, 10**12),
         ("pandas to_sql", load_pandas, None, None),
         ("baseline executemany", load_baseline, None, None),
@@ -507,7 +510,7 @@ def bench_postgres(parcels: int, admin_dsn: str) -> tuple[list[Measurement], lis
             conn_id = set_connection("bench_pg_memory", **{k: v for k, v in memory_fields.items() if v is not None})
             return ParcelWarehouse(conn_id, table_prefix=next(prefixes))
 
-        memory = peak_memory("postgresql", fresh, parcels)
+        memory = peak_memory("postgresql", fresh)
         return results, memory, version, driver
 
 
@@ -543,8 +546,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="10x fewer rows (10,000 parcels, 100,000 events)")
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "warehouse.json"), help="JSON output")
-    parser.add_argument("--skip-postgres", action="store_true", help="SQLite only")
+    parser.add_argument("--skip-postgres", action="store_true", help="no PostgreSQL")
+    parser.add_argument("--merge", action="store_true", help="time the generic MERGE path too (on with --quick)")
     args = parser.parse_args(argv)
+    global MERGE_TOO
+    MERGE_TOO = args.merge or args.quick
     # A plain kill must still stop and delete the throw-away server (the with-blocks do that).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parcels = 10_000 if args.quick else 100_000

@@ -1,8 +1,15 @@
 """
-Daily SLA alerting: wait for today's parcels, alert on the ones in exception, report the late ones.
+Daily SLA alerting: wait for today's parcels, alert on the ones in exception, report the late ones;
+and a late-parcel report each time the warehouse's ``parcel_tracking`` table changes.
 
 What it shows
 -------------
+* Data-aware scheduling (``AssetOrTimeSchedule``): a run at 06:00 UTC every day (the wait for
+  today's parcels) *or* as soon as a task records an asset event on ``parcel_tracking``
+  (``parcels://parcels_demo_warehouse/parcel_tracking``: ``parcels_warehouse_sync``,
+  ``trackingmore_incremental_sync``, the webhook ingest), not on a guessed cron. A run started by
+  the table skips the wait (``todays_parcels`` skips itself) and only reports the late parcels,
+  logging what the triggering events say changed (their extras: status changes, errors).
 * ``ParcelStatusSensor`` in deferrable mode: it checks today's parcels once on the worker, then
   hands the wait to the triggerer, which asks only about the parcels not yet delivered. Today's
   parcels are the orders file's ``same_day`` rows (against a real source: ``source_sql``).
@@ -50,9 +57,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, BaseHook, Param, task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk import DAG, AssetOrTimeSchedule, BaseHook, CronTriggerTimetable, Param, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from airflow_provider_parcels.lineage.assets import warehouse_table_asset
 from airflow_provider_parcels.notifications.parcel_report import ParcelReportNotifier, deadline_report_callback
 from airflow_provider_parcels.sensors.parcel_status import ParcelStatusSensor
 from airflow_provider_parcels.warehouse import ParcelWarehouse
@@ -73,6 +81,14 @@ WAREHOUSE_CONN_ID = "parcels_demo_warehouse"
 DEADLINE_ALERT_CONN_ID: str | None = None
 #: How long after the run was queued the Deadline Alert fires if the run is still not done.
 DEADLINE_AFTER = dt.timedelta(hours=15)
+#: The warehouse table whose changes start a late-parcel report (declared at parse time: no I/O).
+PARCEL_TRACKING = warehouse_table_asset(WAREHOUSE_CONN_ID, "parcel_tracking")
+
+
+def table_changes(context: Any) -> list[dict[str, Any]]:
+    """The extras of the ``parcel_tracking`` asset events that started this run (none for a time-based run)."""
+    events = context.get("triggering_asset_events") or {}
+    return [dict(event.extra or {}) for event in events.get(PARCEL_TRACKING, [])]
 
 
 def read_orders(path: str | Path) -> list[dict[str, str]]:
@@ -112,7 +128,9 @@ def _deadline_kwargs() -> dict[str, Any]:
 with DAG(
     dag_id="parcels_sla_alerts",
     description="Wait for today's parcels, alert on exceptions, report late parcels",
-    schedule="0 6 * * *",
+    # every day at 06:00 UTC, and whenever parcel_tracking changes
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 6 * * *", timezone="UTC"),
+                                 assets=[PARCEL_TRACKING]),
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
     catchup=False,
     max_active_runs=1,
@@ -143,7 +161,10 @@ with DAG(
 
     @task
     def todays_parcels(**context: Any) -> list[dict[str, Any]]:
-        """Today's parcels: the orders file's same-day rows, or what ``source_sql`` returns."""
+        """Today's parcels: the orders file's same-day rows, or what ``source_sql`` returns. Skipped (with the
+        wait) when the run was started by a change of ``parcel_tracking``: the late-parcel report runs alone."""
+        if changes := table_changes(context):
+            raise AirflowSkipException(f"started by {len(changes)} change(s) of parcel_tracking: report only")
         params = context["params"]
         if params["source_sql"]:
             sql = context["task"].render_template(params["source_sql"], context)
@@ -184,6 +205,9 @@ with DAG(
     def late_parcels_report(**context: Any) -> list[dict[str, Any]]:
         """The warehouse's late parcels (past ETA, in exception, or too old), latest first."""
         params = context["params"]
+        for change in table_changes(context):
+            log.info("parcel_tracking changed (%s parcels from %s): status changes %s, %s error(s)",
+                     change.get("parcels"), change.get("provider"), change.get("status_changes"), change.get("errors"))
         warehouse = ParcelWarehouse(params["warehouse_conn_id"], table_prefix=params["table_prefix"])
         max_age = dt.timedelta(days=params["max_age_days"]) if params["max_age_days"] else None
         late = warehouse.late_parcels(max_age=max_age)

@@ -13,6 +13,11 @@ What it shows
   between the copies that run at the same time, so together they stay under it.
 * Idempotent loads: running an hour twice, or retrying a copy that crashed half-way, leaves the
   same rows.
+* Data awareness: each copy records an asset event on ``parcels://parcels_demo_warehouse/
+  parcel_tracking`` (and ``..._events``) with what changed (inserted, updated, unchanged, status
+  changes, errors), which starts ``parcels_sla_alerts``'s late-parcel report. The warehouse conn
+  id is a param (a template), so the outlets are declared here from its default
+  (``WAREHOUSE_CONN_ID``): change both together. See docs/assets_and_lineage.md.
 
 Run it with no setup (the sandbox and a SQLite file)
 ----------------------------------------------------
@@ -53,6 +58,7 @@ from typing import Any
 from airflow.sdk import DAG, Param, task
 
 from airflow_provider_parcels.hooks import hook_for_connection
+from airflow_provider_parcels.lineage.assets import warehouse_table_assets
 from airflow_provider_parcels.operators.tracking import TrackParcelsOperator
 from airflow_provider_parcels.warehouse import ParcelWarehouse
 
@@ -62,6 +68,8 @@ log = logging.getLogger(__name__)
 ORDERS_FILE = Path(__file__).parent / "data" / "orders.csv"
 #: Mapped copies of the tracking task running at once; each gets this share of the API quota.
 PARALLEL_COPIES = 4
+#: The warehouse param's default: the tables' assets are declared from it (outlets are known at parse time).
+WAREHOUSE_CONN_ID = "parcels_demo_warehouse"
 
 
 def read_orders(path: str | Path) -> list[dict[str, str]]:
@@ -84,7 +92,7 @@ with DAG(
     params={
         "conn_id": Param("parcels_demo_shipengine", type="string",
                          description="Connection of the tracking API (any of the five types)."),
-        "warehouse_conn_id": Param("parcels_demo_warehouse", type="string",
+        "warehouse_conn_id": Param(WAREHOUSE_CONN_ID, type="string",
                                    description="common-sql connection of the warehouse (SQLite, PostgreSQL...)."),
         "table_prefix": Param("", type="string", description="Prefix of the two warehouse tables."),
         "orders_file": Param("", type="string",
@@ -125,6 +133,7 @@ with DAG(
         quota_share="auto",
         max_active_tis_per_dagrun=PARALLEL_COPIES,
         map_index_template="{{ task.parcels | length }} parcels",
+        outlets=warehouse_table_assets(WAREHOUSE_CONN_ID),
     ).expand(parcels=chunks)
 
     @task(trigger_rule="none_failed")

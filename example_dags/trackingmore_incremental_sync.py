@@ -16,6 +16,9 @@ What it shows
   covers the last full hour before it was triggered.
 * Streaming: ``result_from_item`` turns each listed tracking into a ``TrackingResult`` and
   ``ParcelWarehouse.load`` upserts them ``load_chunk`` at a time, so memory stays flat.
+* Assets from your own task: it declares the warehouse tables' assets as outlets
+  (``warehouse_table_assets``) and puts the load counts on their events (``WarehouseChanges``),
+  as ``TrackParcelsOperator`` does, so DAGs scheduled on ``parcel_tracking`` run after it too.
 
 Run it with no setup (the sandbox and a SQLite file)
 ----------------------------------------------------
@@ -44,6 +47,8 @@ from typing import Any
 from airflow.sdk import DAG, Param, task
 
 from airflow_provider_parcels.hooks.trackingmore import TrackingMoreHook
+from airflow_provider_parcels.lineage.assets import warehouse_table_assets
+from airflow_provider_parcels.lineage.events import WarehouseChanges
 from airflow_provider_parcels.warehouse import LoadCounts, ParcelWarehouse
 
 try:  # an hourly schedule whose runs carry real [start, end) data intervals
@@ -68,6 +73,9 @@ def run_window(context: Any) -> tuple[dt.datetime, dt.datetime]:
     return end - dt.timedelta(hours=1), end
 
 
+#: The warehouse param's default: the tables' assets are declared from it (outlets are known at parse time).
+WAREHOUSE_CONN_ID = "parcels_demo_warehouse"
+
 with DAG(
     dag_id="trackingmore_incremental_sync",
     description="Upsert the TrackingMore trackings changed in each hour",
@@ -83,7 +91,7 @@ with DAG(
     doc_md=__doc__,
     params={
         "conn_id": Param("parcels_demo_trackingmore", type="string", description="TrackingMore connection."),
-        "warehouse_conn_id": Param("parcels_demo_warehouse", type="string", description="Warehouse connection."),
+        "warehouse_conn_id": Param(WAREHOUSE_CONN_ID, type="string", description="Warehouse connection."),
         "table_prefix": Param("", type="string", description="Prefix of the warehouse tables."),
         "window_hours": Param(None, type=["null", "number"], exclusiveMinimum=0,
                               description="Read this many hours up to the interval's end instead (first loads)."),
@@ -92,7 +100,7 @@ with DAG(
     },
 ) as dag:
 
-    @task
+    @task(outlets=warehouse_table_assets(WAREHOUSE_CONN_ID))
     def sync_changed_trackings(**context: Any) -> dict[str, Any]:
         """Page through the trackings updated in the window and upsert them chunk by chunk."""
         params = context["params"]
@@ -122,6 +130,10 @@ with DAG(
             hook.close()
         total = sum(by_status.values())
         log.info("%d changed tracking(s): %s; rows %s", total, dict(by_status), counts.to_dict())
+        # what changed, on the asset events of the two tables (status changes are not read here: null)
+        changes = WarehouseChanges(params["warehouse_conn_id"], params["table_prefix"])
+        changes.add(counts, None)
+        changes.attach(context, context["task"].outlets, changes.extras("trackingmore", total))
         return {
             "window": [start.isoformat(), end.isoformat()],
             "update_time_min": low,

@@ -26,6 +26,21 @@ from helpers.postgres import postgres_conn_id, postgres_dsn  # noqa: E402,F401  
 _POSTGRES_FIXTURES = {"postgres_dsn", "postgres_conn_id"}
 
 
+@pytest.fixture(autouse=True)
+def _own_quota_ledger(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    Each test gets its own embedded quota ledger (issue 17): the budgets and the minute pacing one
+    test books on a sandbox key must not slow or refuse the next test using that key, nor may a
+    rate one test's per-process limiter learned.
+    """
+    from airflow_provider_parcels.hooks.ratelimit import RateLimiter
+    from airflow_provider_parcels.quota.ledger import QuotaLedger
+
+    monkeypatch.setenv("PARCELS_QUOTA_DB", str(tmp_path_factory.mktemp("quota") / "parcels_quota.db"))
+    monkeypatch.setattr(QuotaLedger, "_registry", {})
+    monkeypatch.setattr(RateLimiter, "_registry", {})
+
+
 @pytest.fixture
 def hostile_server(parcels_sandbox):
     """A loopback API server that answers hostile things (``helpers.hostile_server``), proxying the sandbox."""

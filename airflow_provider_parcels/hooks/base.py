@@ -41,12 +41,14 @@ from airflow_provider_parcels.hooks.ratelimit import RateLimiter
 from airflow_provider_parcels.hooks.redaction import Redactor
 from airflow_provider_parcels.hooks.settings import HookSettings, Plan, build_base_url, resolve_settings
 from airflow_provider_parcels.hooks.transport import (
+    MAX_WAIT_SECONDS,
     READ_CHUNK_BYTES,
     ApiRequest,
     ApiResponse,
     BodyReader,
     Deadline,
     DeadlineAdapter,
+    QuotaExhaustedError,
     UnusableAnswer,
     announced_limit,
     remaining_quota,
@@ -59,13 +61,27 @@ from airflow_provider_parcels.models import (
     TrackingError,
     TrackingResult,
 )
+from airflow_provider_parcels.quota import (
+    QuotaExhausted,
+    QuotaLedger,
+    QuotaLimits,
+    QuotaStatus,
+    credential_hash,
+    quota_store_of,
+    resolve_limits,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
 USER_AGENT = f"airflow-provider-parcels/{__version__}"
-#: Rate-limit windows up to this long are followed from the answers' headers.
+#: Rate-limit windows up to this long are followed from the answers' headers; a counter that resets later
+#: is a day or month budget, and a refusal that asks to wait longer means such a budget is spent.
 FOLLOWED_WINDOW_SECONDS = 120.0
+#: A budget counter resetting within this many seconds is read as the day's, a later one as the month's.
+DAY_COUNTER_SECONDS = 26 * 3600.0
+#: Resets further away than this (a month and a day) are nonsense and ignored.
+LONGEST_RESET_SECONDS = 32 * 86_400.0
 #: What identifies one question to an API (see ``answer_key``).
 _Key = tuple[str, ...]
 
@@ -86,8 +102,13 @@ class ParcelTrackingHook(BaseHook):
     :param max_concurrency: requests in flight at once (default from the quota and the
         API's typical answer time).
     :param timeout: seconds for each HTTP call (default 30).
-    :param quota_share: the fraction of the quota this hook may use, for several workers
-        sharing one plan (e.g. ``1/4`` for four mapped copies running at once).
+    :param quota_share: optional cap on this process: the fraction of the key's minute quota it may
+        use. Not needed to share a key: every process using the key books its requests in the
+        key's quota ledger (``docs/quota.md``), which keeps them together under the quota.
+    :param requests_per_day: the key's day budget (UTC day); wins over the plan's and the extra.
+    :param requests_per_month: the key's month budget (UTC month); wins over the plan's and the extra.
+    :param quota_store: a ``redis``, ``postgres`` or ``sqlite`` connection holding the ledger
+        (default: the extra ``quota_store``, else ``$AIRFLOW_HOME/parcels_quota.db``).
     :param max_retries: retries of one call after 429, 5xx, timeouts and bad JSON.
     :param progress_interval: seconds between progress lines in the log on long runs.
     """
@@ -121,6 +142,9 @@ class ParcelTrackingHook(BaseHook):
         quota_share: float | None = None,
         max_retries: int | None = None,
         progress_interval: float = 10.0,
+        requests_per_day: float | None = None,
+        requests_per_month: float | None = None,
+        quota_store: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -131,6 +155,9 @@ class ParcelTrackingHook(BaseHook):
             "timeout": timeout,
             "quota_share": quota_share,
             "max_retries": max_retries,
+            "requests_per_day": requests_per_day,
+            "requests_per_month": requests_per_month,
+            "quota_store": quota_store,
         }
         self._settings: HookSettings | None = None
         self._login: _Secret | None = None
@@ -142,6 +169,8 @@ class ParcelTrackingHook(BaseHook):
         self._verified = False
         self.stats = TrackingStats(progress_interval)
         self._limiter: RateLimiter | None = None
+        self._ledger: QuotaLedger | None = None
+        self._quota_limits: QuotaLimits | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} conn_id={self.conn_id!r}>"
@@ -186,9 +215,18 @@ class ParcelTrackingHook(BaseHook):
             seconds_per_request=self.seconds_per_request,
             base_url=base_url,
         )
-        self._limiter = RateLimiter.for_connection(
-            self.provider, self.conn_id, self._settings.requests_per_minute
-        )
+        self._quota_limits = resolve_limits(conn_id=self.conn_id, provider=self.provider, extra=self._extra,
+                                            overrides=self._overrides, plans=self.plans,
+                                            default_plan=self.default_plan)
+        self._ledger = QuotaLedger.for_hook(self.provider, credential_hash(self._login, self._password),
+                                            self._quota_limits, quota_store_of(self._extra, self._overrides))
+        # The per-process limiter paces only as the optional quota_share cap, or to learn an unknown quota.
+        capped = self._settings.requests_per_minute != self._quota_limits.requests_per_minute
+        local_rpm = self._settings.requests_per_minute if capped or self._quota_limits.requests_per_minute is None \
+            else None
+        self._limiter = RateLimiter.for_connection(self.provider, self.conn_id, local_rpm)
+        if local_rpm is None and self._limiter.configured:
+            self._limiter.requests_per_minute = None  # a cap set by an earlier hook of this connection
         return self._settings
 
     @property
@@ -202,9 +240,102 @@ class ParcelTrackingHook(BaseHook):
 
     @property
     def limiter(self) -> RateLimiter:
+        """The per-process limiter: the ``quota_share`` cap, and the pacing of a quota not known in advance."""
         _ = self.settings
         assert self._limiter is not None
         return self._limiter
+
+    @property
+    def ledger(self) -> QuotaLedger:
+        """The quota ledger of this API key, shared by every process and machine using the key."""
+        _ = self.settings
+        assert self._ledger is not None
+        return self._ledger
+
+    @property
+    def quota_limits(self) -> QuotaLimits:
+        """The key's minute quota and day and month budgets (plan, extras, arguments)."""
+        _ = self.settings
+        assert self._quota_limits is not None
+        return self._quota_limits
+
+    def quota_status(self) -> QuotaStatus:
+        """
+        The key's quota as the ledger sees it: the minute rate, what is used and left of the day
+        and the month, and when they reset (the key shown as the API and a hash, never the key).
+        """
+        return self.ledger.status()
+
+    # ------------------------------------------------------------------ quota (shared by send and asend)
+
+    def _admit(self, request: ApiRequest, reservation: Any, seconds_in_ledger: float) -> float:
+        """
+        The seconds to wait before sending ``request``, from the ledger's answer; raise when a budget is spent.
+
+        :param request: the call about to be sent.
+        :param reservation: the ledger's :class:`~airflow_provider_parcels.quota.Reservation`.
+        :param seconds_in_ledger: how long the reservation took (for the stats).
+        :raises QuotaExhaustedError: the day or month budget is spent: nothing is sent.
+        """
+        self.stats.add(ledger_seconds=seconds_in_ledger, quota_wait_seconds=reservation.wait_seconds)
+        if reservation.exhausted is not None:
+            raise self.quota_exhausted(reservation.exhausted)
+        return reservation.wait_seconds
+
+    def quota_exhausted(self, exhausted: QuotaExhausted) -> QuotaExhaustedError:
+        """
+        The error (error rows with code ``quota_exhausted``) for a spent budget.
+
+        :param exhausted: the ledger's answer.
+        """
+        return QuotaExhaustedError(self.redact(exhausted.message), exhausted.period, exhausted.resets_at)
+
+    def _reserve(self, request: ApiRequest) -> float:
+        """Book ``request`` in the ledger (after the local cap's wait); the seconds to wait then."""
+        local = self.limiter.reserve(request.cost)
+        if local > 0:
+            time.sleep(local)
+        started = time.perf_counter()
+        reservation = self.ledger.reserve(request.cost)
+        return self._admit(request, reservation, time.perf_counter() - started)
+
+    async def _areserve(self, request: ApiRequest) -> float:
+        """:meth:`_reserve` for the event loop (the store call runs beside it)."""
+        local = self.limiter.reserve(request.cost)
+        if local > 0:
+            await asyncio.sleep(local)
+        started = time.perf_counter()
+        reservation = await self.ledger.reserve_async(request.cost)
+        return self._admit(request, reservation, time.perf_counter() - started)
+
+    def budget_spent(self, period: str | None, reset_in: float | None, why: str, cost: float = 1.0) -> None:
+        """
+        The API says a day or month budget is spent (TrackingMore meta.code 4021, a 429 whose
+        reset is hours away): tell every process through the ledger, then raise.
+
+        :param period: ``day`` or ``month``, or ``None`` to guess it from ``reset_in``.
+        :param reset_in: seconds until the budget resets, as the API says, or ``None`` (the UTC calendar period).
+        :param why: what the API answered, for the message.
+        :param cost: the units of the refused call.
+        :raises QuotaExhaustedError: always.
+        """
+        if reset_in is not None and not (0 < reset_in <= LONGEST_RESET_SECONDS):
+            reset_in = None
+        if period is None:
+            limits = self.quota_limits
+            if limits.requests_per_month and not limits.requests_per_day:
+                period = "month"
+            elif limits.requests_per_day and not limits.requests_per_month:
+                period = "day"
+            else:
+                period = "day" if reset_in is None or reset_in <= DAY_COUNTER_SECONDS else "month"
+        self.ledger.lower_remaining(period, 0, None if reset_in is None else time.time() + reset_in)
+        status = self.ledger.status()
+        spent = status.day if period == "day" else status.month
+        raise QuotaExhaustedError(self.redact(
+            f"{self.provider} {'daily' if period == 'day' else 'monthly'} quota is exhausted ({why}; "
+            f"{spent.used:g} used by this key here); it resets at {spent.resets_at.isoformat(timespec='seconds')}"
+        ), period, spent.resets_at)
 
     @classmethod
     async def for_trigger(cls, conn_id: str | None = None, **kwargs: Any) -> ParcelTrackingHook:
@@ -386,9 +517,16 @@ class ParcelTrackingHook(BaseHook):
         """
         wait = wait_from_headers(response)
         self.stats.add(rate_limited=1)
+        if wait is not None and FOLLOWED_WINDOW_SECONDS < wait <= LONGEST_RESET_SECONDS:
+            # a reset hours away: a day or month budget is spent, not the minute's; never retried
+            self.budget_spent(None, wait, f"{self.hook_name} refused the request ({reason}), "
+                                          f"its quota resets in {wait / 3600:.1f} h")
         if wait is not None:
-            self.limiter.pause(min(wait, self.settings.retry.max_wait))
-            self.limiter.learn_from_refusal(announced_limit(response), wait)
+            clamped = min(wait, self.settings.retry.max_wait, MAX_WAIT_SECONDS)
+            self.ledger.pause(clamped)  # every process using the key waits, not only this one
+            self.limiter.pause(clamped)
+            if self.quota_limits.requests_per_minute is None:
+                self.limiter.learn_from_refusal(announced_limit(response), wait)
         message = self.redact(f"{self.hook_name} refused the request: {reason}")
         return RetryableApiError("rate_limited", message, wait)
 
@@ -399,9 +537,16 @@ class ParcelTrackingHook(BaseHook):
             return
         self.limiter.note_remaining(remaining, cost)
         reset_in = wait_from_headers(response)
-        # only per-minute style windows: a monthly counter must not slow a run to a crawl
-        if reset_in is not None and 0 < reset_in <= FOLLOWED_WINDOW_SECONDS and not self.limiter.configured:
-            self.limiter.follow_window(remaining - self.stats.in_flight, reset_in)
+        if reset_in is None or reset_in <= 0:
+            return
+        if reset_in <= FOLLOWED_WINDOW_SECONDS:
+            # a per-minute style window: the ledger paces a known quota; an unknown one is followed here
+            if self.quota_limits.requests_per_minute is None and not self.limiter.configured:
+                self.limiter.follow_window(remaining - self.stats.in_flight, reset_in)
+        elif reset_in <= LONGEST_RESET_SECONDS:
+            # a day or month counter: less may be left than the ledger thinks (another tool on the key)
+            period = "day" if reset_in <= DAY_COUNTER_SECONDS else "month"
+            self.ledger.lower_remaining(period, remaining, time.time() + reset_in)
 
     # ------------------------------------------------------------------ public API
 
@@ -619,7 +764,7 @@ class ParcelTrackingHook(BaseHook):
         :raises RetryableApiError: ``timeout`` or ``connection_error``.
         :raises UnusableAnswer: ``response_too_large``.
         """
-        wait = self.limiter.reserve(request.cost)
+        wait = self._reserve(request)
         if wait > 0:
             time.sleep(wait)
         settings = self.settings
@@ -750,7 +895,7 @@ class ParcelTrackingHook(BaseHook):
         :param client: the ``httpx.AsyncClient`` of this run.
         :param request: the call.
         """
-        wait = self.limiter.reserve(request.cost)
+        wait = await self._areserve(request)
         if wait > 0:
             await asyncio.sleep(wait)
         settings = self.settings
@@ -832,9 +977,19 @@ class ParcelTrackingHook(BaseHook):
             ok, message = self._test_connection()
         except (ParcelConnectionError, ParcelApiAuthError, RetryableApiError, RequestRejected) as err:
             ok, message = False, str(err)
+        if ok:
+            message = f"{message}; {self.quota_summary()}"
         if self._testing_under_transient_id():
             message = message.replace(f"connection {self.conn_id!r}", "this connection")
         return ok, self.redact(message)
+
+    def quota_summary(self) -> str:
+        """:meth:`quota_status` on one line (for the Test button and the operator's log)."""
+        try:
+            status = self.quota_status()
+        except Exception as err:  # the ledger's store answers for itself; this is a courtesy
+            return f"quota: unknown ({_describe(err)})"
+        return "quota " + "; ".join(line.strip() for line in status.format().splitlines())
 
     def _test_connection(self) -> tuple[bool, str]:
         response = self.send(self.test_request)

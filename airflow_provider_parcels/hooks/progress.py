@@ -27,11 +27,14 @@ class TrackingStats:
             self.requests = 0
             self.rate_limited = 0
             self.retries = 0
+            self.quota_exhausted = 0
+            self.ledger_seconds = 0.0
+            self.quota_wait_seconds = 0.0
             self.in_flight = 0
             self.started = time.monotonic()
             self._last_log = self.started
 
-    def add(self, **counts: int) -> None:
+    def add(self, **counts: float) -> None:
         with self._lock:
             for name, value in counts.items():
                 setattr(self, name, getattr(self, name) + value)
@@ -44,6 +47,9 @@ class TrackingStats:
                 "requests": self.requests,
                 "rate_limited": self.rate_limited,
                 "retries": self.retries,
+                "quota_exhausted": self.quota_exhausted,
+                "ledger_ms": round(self.ledger_seconds * 1000, 3),
+                "quota_wait_seconds": round(self.quota_wait_seconds, 3),
                 "seconds": round(elapsed, 3),
             }
 

@@ -22,6 +22,9 @@ COMMON_EXTRAS = (
     "quota_share",
     "scheme",
     "max_response_mb",
+    "requests_per_day",
+    "requests_per_month",
+    "quota_store",
 )
 DEFAULT_TIMEOUT = 30.0
 MAX_CONCURRENCY_LIMIT = 64
@@ -46,7 +49,8 @@ class HookSettings:
     Everything the transport needs, resolved from the connection and the hook's arguments.
 
     :param base_url: scheme, host, port and path prefix, without a trailing slash.
-    :param requests_per_minute: the quota this hook may use (after ``quota_share``), or ``None``.
+    :param requests_per_minute: the minute quota of this process (after the optional ``quota_share`` cap),
+        or ``None``; the key's whole quota is shared through the quota ledger.
     :param batch_size: parcels per tracking call.
     :param max_concurrency: requests in flight at once.
     :param timeout: seconds one HTTP call may take, from connecting to the last byte of the answer.

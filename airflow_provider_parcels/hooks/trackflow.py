@@ -238,6 +238,55 @@ class TrackFlowHook(ParcelTrackingHook):
         parcel = Parcel(carrier=str(code or "unknown"), tracking_number=str(item.get("tracking_number")))
         return self.parse_shipment(parcel, item)
 
+    def subscribe_webhook(self, parcel: Parcel, url: str, events: Sequence[str] = ("all",)) -> str:
+        """
+        Subscribe ``url`` to one parcel's events (``POST /v2/webhooks``), sent once through the
+        hook's transport (quota included) and never repeated: a repeat could subscribe twice.
+
+        :param parcel: the parcel.
+        :param url: the receiver's URL.
+        :param events: the events filter: ``delivered``, ``exception``, ``all``.
+        :return: the subscription's ``webhookId``.
+        :raises RetryableApiError: no usable answer (the subscription may exist).
+        :raises ValueError: TrackFlow refused it (4xx), with its message.
+        """
+        body = {"tracking_number": parcel.tracking_number, "url": url, "events": list(events)}
+        with self.redacting():
+            response = self.send(ApiRequest("POST", "/v2/webhooks", json=body))
+            self.raise_for_retry(response)
+            answer = response.json()
+            if response.status_code >= 400:
+                detail = self.error_message(answer)
+                raise ValueError(f"TrackFlow refused the webhook: {detail or f'HTTP {response.status_code}'}")
+            hook_id = _webhook_id(answer)
+            if not hook_id:
+                raise ValueError("TrackFlow answered the webhook subscription without an id")
+            return hook_id
+
+    def unsubscribe_webhook(self, webhook_id: str) -> bool:
+        """
+        Delete a subscription (``DELETE /v2/webhooks/{webhookId}``; idempotent, so retried by ``call``).
+
+        :param webhook_id: the id :meth:`subscribe_webhook` returned.
+        :return: True when deleted, False when TrackFlow did not know it (404: gone already).
+        """
+        response = self.call(ApiRequest("DELETE", f"/v2/webhooks/{quote(webhook_id, safe='')}"))
+        if response.status_code == 404:
+            return False
+        if response.status_code >= 400:
+            raise ValueError(f"TrackFlow refused to delete webhook {webhook_id}: HTTP {response.status_code}")
+        return True
+
+
+def _webhook_id(answer: Any) -> str | None:
+    """The id in a subscription answer: ``id`` or ``webhookId``, at the top or under ``data``."""
+    for holder in (answer, answer.get("data") if isinstance(answer, Mapping) else None):
+        if isinstance(holder, Mapping):
+            for key in ("id", "webhookId", "webhook_id"):
+                if holder.get(key):
+                    return str(holder[key])
+    return None
+
 
 def _epoch(timestamp: str) -> float:
     """A timestamp header as epoch seconds; refused when it is no finite number."""

@@ -55,6 +55,8 @@ CONFIRM_SETTLE_SECONDS = 10.0
 CLOCK_SKEW_SECONDS = 120.0
 AUTH_CODES = frozenset({4001, 4002, 401, 403})
 QUOTA_CODES = frozenset({4029, 4030, 429})
+#: The account's tracking quota is used up (HTTP 200): never retried, error code ``quota_exhausted``.
+BUDGET_CODES = frozenset({4021})
 EXISTS = 4016
 NOT_EXISTS = 4017
 
@@ -133,6 +135,9 @@ class TrackingMoreHook(ParcelTrackingHook):
                 f"TrackingMore refused the credentials of connection {self.conn_id!r} "
                 f"(meta.code {code}: {self.redact(message)}); check the key in the connection"
             )
+        if code in BUDGET_CODES:
+            # the account's quota is spent: no retry helps before it resets (not a per-minute refusal)
+            self.budget_spent("month", None, f"TrackingMore meta.code {code}: {self.redact(message)}", request.cost)
         if code in QUOTA_CODES:
             raise self.rate_limited(response, f"meta.code {code} {message}")
         if code >= 4000 and code not in (EXISTS, NOT_EXISTS):

@@ -60,6 +60,23 @@ class UnusableAnswer(RetryableApiError):
         super().__init__(code, message)
 
 
+class QuotaExhaustedError(UnusableAnswer):
+    """
+    A day or month budget of the API key is spent (the ledger at zero, TrackingMore meta.code 4021,
+    or a 429 whose reset is hours away): never retried; the parcels get error rows with code
+    ``quota_exhausted`` at once, and nothing more is sent until the period resets.
+
+    :param message: which quota, and when it resets.
+    :param period: ``day`` or ``month``.
+    :param resets_at: when the period resets (UTC), if known.
+    """
+
+    def __init__(self, message: str, period: str, resets_at: Any = None) -> None:
+        super().__init__("quota_exhausted", message)
+        self.period = period
+        self.resets_at = resets_at
+
+
 def is_retryable(error: BaseException) -> bool:
     """Whether tenacity should try the call again after ``error``."""
     return isinstance(error, RetryableApiError) and not isinstance(error, UnusableAnswer)
@@ -131,21 +148,22 @@ class ApiResponse:
         return self._json
 
 
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_BRACKET_STEP = [1 if b in b"[{" else -1 if b in b"]}" else 0 for b in range(256)]
 #: ``\u0000``, an escaped surrogate, or a surrogate encoded as UTF-8 bytes (which json reads through).
 _ODD_TEXT = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])|\xed[\xa0-\xbf]")
 _ODD_CHARS = re.compile("[\x00\ud800-\udfff]")
 
 
 def json_depth(content: bytes) -> int:
-    """How deep the arrays and objects of a JSON text nest, read from its brackets outside strings."""
-    skeleton = _JSON_STRING.sub(b"", content).translate(None, _NOT_BRACKETS)
-    depth = deepest = 0
-    for byte in skeleton:
-        depth += 1 if byte in (91, 123) else -1  # "[" or "{"
-        deepest = max(deepest, depth)
-    return deepest
+    """
+    How deep the arrays and objects of a JSON text nest, read from its brackets outside strings
+    (about 1 ms for a 150 KiB answer: a scan in C, no decoding).
+    """
+    unescaped = content.replace(b"\\\\", b"").replace(b'\\"', b"")
+    outside_strings = b"".join(unescaped.split(b'"')[::2])
+    skeleton = outside_strings.translate(None, _NOT_BRACKETS)
+    return max(itertools.accumulate(map(_BRACKET_STEP.__getitem__, skeleton)), default=0)
 
 
 def _finite_float(text: str) -> float | None:
@@ -178,7 +196,7 @@ def decode_json(content: bytes, status_code: int = 200) -> Any:
             "malformed_response",
             f"the answer (HTTP {status_code}, {len(content)} bytes) is not valid JSON",
         ) from None
-    if _ODD_TEXT.search(content):
+    if (b"\\u" in content or b"\xed" in content) and _ODD_TEXT.search(content):
         value = _clean_strings(value)
     return value
 

@@ -11,6 +11,8 @@ as not-found gives status ``not_found``.
 from __future__ import annotations
 
 import contextlib
+import hmac
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -203,6 +205,64 @@ class WhereParcelHook(ParcelTrackingHook):
             except RetryableApiError as err:  # an unreadable 200 is no answer: it may have registered
                 raise WebhookRegistrationError.from_error(err) from None
             return self.redact_value(answer)
+
+    # ------------------------------------------------------------------ webhooks (receiving)
+
+    def webhook_token(self) -> str:
+        """
+        The connection's extra ``webhook_token``: WhereParcel signs nothing, so the URL given to it
+        carries this per-connection secret (``?token=...``) and the receiver compares it.
+
+        :raises WebhookTokenError: absent or blank, naming the connection and the field.
+        """
+        _ = self.settings
+        token = str(self._extra.get("webhook_token") or "").strip()
+        if not token:
+            raise WebhookTokenError(f"connection {self.conn_id!r} has no extra 'webhook_token'")
+        return token
+
+    def verify_webhook(self, token: str | None) -> None:
+        """
+        Compare a delivery's token (from the URL or a header) with ``webhook_token``, in constant time.
+
+        :param token: the token the delivery carried.
+        :raises WebhookTokenError: missing or wrong.
+        """
+        if not token:
+            raise WebhookTokenError("missing webhook token")
+        if not hmac.compare_digest(self.webhook_token().encode(), token.strip().encode("utf-8", "replace")):
+            raise WebhookTokenError("webhook token does not match")
+
+    def parse_webhook(self, body: bytes, token: str | None) -> TrackingResult:
+        """
+        Verify a delivery (see :meth:`verify_webhook`) and read it with the same item reader as a
+        ``POST /v2/track`` answer. The body is a result item (``{"carrier", "trackingNumber",
+        "success", "data"}``) or an envelope holding one under ``data`` (the WhereParcel docs do not
+        show the push body; both are read).
+
+        :param body: the raw request body.
+        :param token: the token the delivery carried.
+        :raises WebhookTokenError: a bad token, or a body holding no parcel.
+        """
+        self.verify_webhook(token)
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            raise WebhookTokenError("webhook body is not JSON") from None
+        item = payload if isinstance(payload, Mapping) else {}
+        data = item.get("data") if isinstance(item.get("data"), Mapping) else {}
+        if isinstance(data.get("data"), Mapping):  # an envelope around a result item
+            item, data = data, data["data"]
+        number = item.get("trackingNumber") or data.get("trackingNumber")
+        carrier = item.get("carrier") or data.get("carrier")
+        if not number or not carrier or not data:
+            raise WebhookTokenError("webhook body holds no parcel (carrier, trackingNumber, data)")
+        parcel = Parcel(carrier=str(carrier), tracking_number=str(number))
+        return self.read_item(parcel, self._result, parcel, data, item)
+
+
+class WebhookTokenError(ValueError):
+    """A WhereParcel webhook delivery whose per-connection token is missing or wrong."""
 
 
 #: Item-level ``status`` words of the SDK's shape (``result.status === 'success'``).

@@ -14,6 +14,7 @@ from airflow_provider_parcels.hooks.trackingmore import TrackingMoreHook
 from airflow_provider_parcels.operators.summary import CreateSummary
 
 if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
 
@@ -27,7 +28,38 @@ def _records(value: Any) -> list[Any]:
     return list(value)
 
 
-class CreateParcelLabOrdersOperator(BaseOperator):
+class _ApiWriteLineage:
+    """
+    OpenLineage facets of an operator that writes records to an API (no warehouse table: no asset outlets): the
+    API resource as the output dataset, with the records created or updated as its row count. The resource is named
+    as the tracking operator names its input, so lineage links the order push to the tracking that reads it.
+    """
+
+    #: The resource written, as the tracking operator's input dataset names it.
+    lineage_provider: str = ""
+    _lineage: dict[str, Any] | None = None
+
+    def _remember_lineage(self, base_url: str, out: dict[str, Any]) -> None:
+        written = out.get("created", 0) + out.get("updated", 0) + out.get("created_or_updated", 0)
+        self._lineage = {"base_url": base_url, "rows": written}
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """
+        OpenLineage facets of the finished run (needs the ``openlineage`` extra): the API resource as output.
+
+        :param task_instance: the task instance (unused).
+        """
+        from airflow_provider_parcels.lineage import openlineage as ol
+
+        state = self._lineage or {}
+        outputs = []
+        if state.get("base_url"):
+            path = ol.TRACKING_PATHS[self.lineage_provider]
+            outputs.append(ol.api_dataset(state["base_url"], path, output=True, rows=state.get("rows")))
+        return ol.operator_lineage([], outputs)
+
+
+class CreateParcelLabOrdersOperator(_ApiWriteLineage, BaseOperator):
     """
     Create or update orders in parcelLab with the idempotent ``PUT /v4/track/orders/``: a
     retried task never creates an order twice. Each order is checked against the doc's
@@ -43,6 +75,7 @@ class CreateParcelLabOrdersOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("orders", "conn_id")
+    lineage_provider = "parcellab"
 
     def __init__(self, *, orders: Any, conn_id: str = ParcelLabHook.default_conn_name,
                  fail_on_errors: bool = False, **kwargs: Any) -> None:
@@ -64,13 +97,14 @@ class CreateParcelLabOrdersOperator(BaseOperator):
         for result in hook.upsert_orders(valid):
             summary.add(result.key, result.outcome, result.message)
         out = hook.redact_value(summary.to_dict())
+        self._remember_lineage(hook.settings.base_url, out)
         self.log.info("parcelLab orders: %s", {k: v for k, v in out.items() if k != "first_failures"})
         if self.fail_on_errors and out["failed"]:
             raise AirflowException(hook.redact(summary.failure_message()))
         return out
 
 
-class CreateTrackingMoreTrackingsOperator(BaseOperator):
+class CreateTrackingMoreTrackingsOperator(_ApiWriteLineage, BaseOperator):
     """
     Register parcels for tracking in TrackingMore (``POST /trackings/batch``, 40 per call).
     A parcel the account already has (``meta.code`` 4016, per tracking or as the answer's own
@@ -85,6 +119,7 @@ class CreateTrackingMoreTrackingsOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("parcels", "conn_id")
+    lineage_provider = "trackingmore"
 
     def __init__(self, *, parcels: Any, conn_id: str = TrackingMoreHook.default_conn_name,
                  fail_on_errors: bool = False, **kwargs: Any) -> None:
@@ -99,6 +134,7 @@ class CreateTrackingMoreTrackingsOperator(BaseOperator):
         for result in hook.create_trackings(_records(self.parcels)):
             summary.add(result.key, result.outcome, result.message)
         out = hook.redact_value(summary.to_dict())
+        self._remember_lineage(hook.settings.base_url, out)
         self.log.info("TrackingMore trackings: %s", {k: v for k, v in out.items() if k != "first_failures"})
         if self.fail_on_errors and out["failed"]:
             raise AirflowException(hook.redact(summary.failure_message()))

@@ -143,8 +143,17 @@ def _state_values(state: LedgerState) -> list[float | None]:
     return [getattr(state, name) for name in STATE_FIELDS]
 
 
+#: Environment variable naming another file for the embedded ledger (tests give each test its own).
+QUOTA_DB_ENV = "PARCELS_QUOTA_DB"
+
+
 def default_sqlite_path() -> Path:
-    """``$AIRFLOW_HOME/parcels_quota.db`` (``~/airflow`` when ``AIRFLOW_HOME`` is unset)."""
+    """
+    ``$AIRFLOW_HOME/parcels_quota.db`` (``~/airflow`` when ``AIRFLOW_HOME`` is unset), or the
+    file ``$PARCELS_QUOTA_DB`` names.
+    """
+    if os.environ.get(QUOTA_DB_ENV):
+        return Path(os.environ[QUOTA_DB_ENV])
     home = os.environ.get("AIRFLOW_HOME")
     if not home:
         try:
@@ -467,7 +476,7 @@ class RedisStore(QuotaStore):
             self._client.close()
 
 
-_stores: dict[str | None, QuotaStore] = {}
+_stores: dict[str, QuotaStore] = {}
 _stores_lock = threading.Lock()
 
 
@@ -523,8 +532,9 @@ def resolve_store(quota_store: str | None = None) -> QuotaStore:
     :param quota_store: the extra ``quota_store``; ``None`` or empty: ``$AIRFLOW_HOME/parcels_quota.db``.
     """
     name = (quota_store or "").strip() or None
+    key = f"file:{default_sqlite_path()}" if name is None else name
     with _stores_lock:
-        store = _stores.get(name)
+        store = _stores.get(key)
         if store is None:
-            store = _stores[name] = SQLiteStore(default_sqlite_path()) if name is None else store_from_connection(name)
+            store = _stores[key] = SQLiteStore(default_sqlite_path()) if name is None else store_from_connection(name)
         return store

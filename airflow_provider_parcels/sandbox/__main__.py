@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .apis import API_NAMES
+from .app import CONTROL_TOKEN_ENV, CONTROL_TOKEN_HEADER
 from .server import SandboxServer
 from .settings import RATELIMIT_STYLES, SandboxSettings
 
@@ -67,7 +68,8 @@ def banner(server: SandboxServer, connections: dict[str, dict[str, Any]], writte
                      "airflow connections import --overwrite FILE")
     lines.append("A hook used without a conn_id reads <api>_default, e.g. AIRFLOW_CONN_SHIPENGINE_DEFAULT "
                  f"with the value of AIRFLOW_CONN_{EXAMPLE_CONN_PREFIX.upper()}SHIPENGINE.")
-    lines.append(f"Control: {server.url}/_sandbox/stats | POST /_sandbox/reset | POST /_sandbox/config")
+    lines.append(f"Control: {server.url}/_sandbox/stats | POST /_sandbox/reset | POST /_sandbox/config "
+                 f"with header {CONTROL_TOKEN_HEADER}: {server.control_token} (set {CONTROL_TOKEN_ENV} to choose it)")
     return lines
 
 

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 from .apis import API_CLASSES, SandboxApi
 from .apis.base import Match
 from .outcomes import OutcomeBook
+from .push import PushingBook, WebhookPusher
 from .ratelimit import RateDecision, SlidingWindowLimiter
 from .settings import FaultInjector, SandboxSettings
 from .stats import Stats
@@ -49,13 +50,14 @@ class SandboxApp:
     def __init__(self, settings: SandboxSettings, control_token: str | None = None) -> None:
         self.control_token = control_token or new_control_token()
         self.settings = settings
-        self.book = OutcomeBook()
+        self.book: OutcomeBook = PushingBook()
         self.apis: dict[str, SandboxApi] = {cls.name: cls(self.book) for cls in API_CLASSES}
         self.limiter = SlidingWindowLimiter()
         self.faults = FaultInjector(settings.faults, settings.seed)
         self.stats = Stats(list(self.apis))
         self.stopping = threading.Event()
         self._lock = threading.Lock()
+        self.pusher = WebhookPusher(self)
 
     # --- control ------------------------------------------------------------------------
     def configure(self, **changes: object) -> SandboxSettings:
@@ -75,6 +77,7 @@ class SandboxApp:
             self.limiter.reset()
             for api in self.apis.values():
                 api.reset()
+            self.pusher.reset()
             self.faults.configure(self.settings.faults, self.settings.seed)
 
     def _control(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Response:
@@ -99,6 +102,8 @@ class SandboxApp:
                 return Response(200, self.configure(**changes).as_dict())
             except (TypeError, ValueError) as exc:
                 return Response(400, {"error": str(exc)})
+        if name in ("scan", "webhooks"):
+            return self.pusher.control(method, name, request)
         if name == "health" and method == "GET":
             return Response(200, {"ok": True, "apis": list(self.apis)})
         return Response(404, {"error": f"no control endpoint {method} {path}"})
@@ -135,6 +140,8 @@ class SandboxApp:
         try:
             response = self._serve(api, request, match)
             status = response.status if response is not None else None
+            if match is not None and "/webhooks" in match.route.name and status is not None and status < 300:
+                self.pusher.register_hook()  # watch the subscribed timed numbers from now on
             return response
         finally:
             self.stats.end(api.name, status)

@@ -161,6 +161,8 @@ class ParcelStatusTrigger(BaseTrigger):
         (the hook's ``timeout``): a poll started at ``end_time`` still gets its call, but a slow
         server, retries or quota waits never hold the trigger past that.
 
+        :param hook: the API's hook.
+        :param parcels: the parcels still open.
         :return: the results, or ``None`` when the poll was cut short.
         """
         if self.end_time is None:

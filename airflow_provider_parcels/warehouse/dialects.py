@@ -11,9 +11,8 @@ from __future__ import annotations
 import io
 import re
 import sqlite3
-import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import closing, contextmanager, suppress
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import chain
@@ -116,6 +115,10 @@ class Dialect:
     target_alias: ClassVar[bool] = True
     max_params: ClassVar[int] = 32766
     max_rows_per_statement: ClassVar[int] = 1000
+    #: Whether a load builds the next slice's rows in a thread while this slice is written: pays
+    #: where the writes are long calls that release the GIL (a server's ``INSERT ... SELECT``), not
+    #: where the driver takes the GIL back for every row (SQLite's ``executemany``).
+    overlap_building: ClassVar[bool] = False
 
     # values -------------------------------------------------------------------------------
     @staticmethod
@@ -334,10 +337,15 @@ class Dialect:
         updated = written - inserted
         return inserted, updated, existing - updated
 
-    def insert_events(self, conn: Any, cur: Any, names: TableNames, rows: Sequence[Row], bulk: bool) -> tuple[int, int]:
+    def insert_events(
+        self, conn: Any, cur: Any, names: TableNames, rows: Sequence[Row], bulk: bool, fresh: bool = False
+    ) -> tuple[int, int]:
         """
         Insert de-duplicated event rows, leaving events already stored alone.
 
+        :param bulk: the slice is large enough for the dialect's bulk path.
+        :param fresh: every parcel of these events was inserted by this transaction (so, barring
+            events left without their parcel row, none of them is stored yet).
         :return: ``(inserted, unchanged)``.
         """
         inserted = self.write(conn, cur, rows, len(EVENTS.names), lambda src: self.insert_events_sql(names, src))
@@ -444,7 +452,9 @@ class SqliteDialect(Dialect):
         updated = written - inserted
         return inserted, updated, existing - updated
 
-    def insert_events(self, conn: Any, cur: Any, names: TableNames, rows: Sequence[Row], bulk: bool) -> tuple[int, int]:
+    def insert_events(
+        self, conn: Any, cur: Any, names: TableNames, rows: Sequence[Row], bulk: bool, fresh: bool = False
+    ) -> tuple[int, int]:
         before = conn.total_changes
         cur.executemany(self.insert_events_sql(names, self.values(1, len(EVENTS.names))), rows)
         inserted = conn.total_changes - before
@@ -466,6 +476,7 @@ class PostgresDialect(Dialect):
     name = "postgres"
     placeholder = "%s"
     has_bulk_path = True
+    overlap_building = True
     text_allows_nul = False
     max_params = 65535
     copy_types: ClassVar[dict[str, str]] = {TEXT: "text", INT: "int4", TS: "timestamptz"}
@@ -495,9 +506,13 @@ class PostgresDialect(Dialect):
                     inserted, written = inserted + got_inserted, written + got_written
         return inserted, written - inserted, len(rows) - written
 
-    def insert_events(self, conn: Any, cur: Any, names: TableNames, rows: Sequence[Row], bulk: bool) -> tuple[int, int]:
+    def insert_events(
+        self, conn: Any, cur: Any, names: TableNames, rows: Sequence[Row], bulk: bool, fresh: bool = False
+    ) -> tuple[int, int]:
         inserted = 0
         rows = rows if bulk else sorted(rows, key=_KEY[EVENTS.name])
+        if bulk and fresh and self._copy_new(cur, names, rows):
+            return len(rows), 0
         if bulk:
             cur.execute(self.insert_events_sql(names, self._stage(cur, names, EVENTS, rows)))
             inserted = cur.rowcount
@@ -529,13 +544,26 @@ class PostgresDialect(Dialect):
         with raw_cursor(conn) as raw:
             yield raw, True
 
-    def _stage(self, cur: Any, names: TableNames, spec: TableSpec, rows: Sequence[Row]) -> str:
-        """``COPY`` rows into a temporary table dropped at commit; return the ``SELECT`` reading it."""
-        stage = quote(f"_parcels_stage_{spec.name}")
-        # A load may stage a table more than once (a batch holding several versions of a parcel).
-        cur.execute(f"DROP TABLE IF EXISTS pg_temp.{stage}")
-        cur.execute(f"CREATE TEMP TABLE {stage} (LIKE {names.table(spec)} INCLUDING DEFAULTS) ON COMMIT DROP")
-        copy = f"COPY {stage} ({_columns(spec.names)}) FROM STDIN"
+    def _copy_new(self, cur: Any, names: TableNames, rows: Sequence[Row]) -> bool:
+        """
+        ``COPY`` the events of parcels this transaction inserted straight into the events table
+        (a backfill's common case: no stage table, no ``INSERT ... SELECT``), under a savepoint;
+        ``False``, rolled back to it, when an event was stored after all (a duplicate key).
+        """
+        cur.execute("SAVEPOINT parcels_copy_new")
+        try:
+            self._copy(cur, names.table(EVENTS), EVENTS, rows)
+        except Exception as exc:
+            if (getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)) != "23505":
+                raise
+            cur.execute("ROLLBACK TO SAVEPOINT parcels_copy_new")
+            return False
+        cur.execute("RELEASE SAVEPOINT parcels_copy_new")
+        return True
+
+    def _copy(self, cur: Any, table: str, spec: TableSpec, rows: Sequence[Row]) -> None:
+        """``COPY`` rows into ``table``: binary with psycopg 3 (column types given up front), text with psycopg2."""
+        copy = f"COPY {table} ({_columns(spec.names)}) FROM STDIN"
         if hasattr(cur, "copy_expert"):  # psycopg2
             cur.copy_expert(copy, _copy_text(rows))
         else:  # psycopg 3: binary, with the column types given up front
@@ -543,6 +571,14 @@ class PostgresDialect(Dialect):
                 writer.set_types([self.copy_types[kind] for _, kind in spec.columns])
                 for row in rows:
                     writer.write_row(row)
+
+    def _stage(self, cur: Any, names: TableNames, spec: TableSpec, rows: Sequence[Row]) -> str:
+        """``COPY`` rows into a temporary table dropped at commit; return the ``SELECT`` reading it."""
+        stage = quote(f"_parcels_stage_{spec.name}")
+        # A load may stage a table more than once (a batch holding several versions of a parcel).
+        cur.execute(f"DROP TABLE IF EXISTS pg_temp.{stage}")
+        cur.execute(f"CREATE TEMP TABLE {stage} (LIKE {names.table(spec)} INCLUDING DEFAULTS) ON COMMIT DROP")
+        self._copy(cur, f"pg_temp.{stage}", spec, rows)
         # Byte order, as Python sorts the VALUES path: one lock order whatever the database collation.
         order = ", ".join(f'{quote(c)} COLLATE "C"' for c in spec.key)
         return f"SELECT {_columns(spec.names)} FROM pg_temp.{stage} ORDER BY {order}"
@@ -583,8 +619,8 @@ def _copy_text(rows: Sequence[Row]) -> io.StringIO:
 class DuckDBDialect(Dialect):
     """
     DuckDB (``apache-airflow-providers-duckdb``, extra ``duckdb``): ``INSERT ... ON CONFLICT`` from
-    a pandas frame of the chunk, which DuckDB scans column by column (its fast path for Python data;
-    ``executemany`` runs one statement per row).
+    one list parameter per column (``UNNEST``), one statement per table and slice (``executemany``
+    runs one statement per row, about 100x slower).
 
     A DuckDB cursor is a second connection with its own transaction, so the connection itself is
     used. No status index: DuckDB turns updates of indexed columns into delete + insert, which
@@ -613,38 +649,36 @@ class DuckDBDialect(Dialect):
             or (kind.__name__ == "ConstraintException" and "Duplicate key" in str(exc))
         )
 
-    @contextmanager
-    def stage(self, conn: Any, spec: TableSpec, rows: Sequence[Row]) -> Iterator[str]:
-        """The rows as a pandas frame registered as a view; yields the ``SELECT`` reading it."""
-        import pandas as pd
-
-        view = f"_parcels_stage_{spec.name}_{uuid.uuid4().hex}"  # own name: connections share a catalog
-        conn.register(view, pd.DataFrame.from_records(rows, columns=list(spec.names)))
-        try:
-            yield f"SELECT {_columns(spec.names)} FROM {quote(view)}"
-        finally:
-            # In a failed transaction DuckDB refuses even this; the error that failed it matters, and
-            # the view goes with the connection, which the load closes.
-            with suppress(Exception):
-                conn.unregister(view)
+    def stage(self, spec: TableSpec, rows: Sequence[Row]) -> tuple[str, list[list[Any]]]:
+        """
+        ``(SELECT, parameters)`` reading ``rows`` as one typed list per column (``UNNEST``): DuckDB
+        converts each list in C, and, unlike a registered pandas frame, keeps nothing of it once
+        the statement has run, so a load's memory stays that of its slices.
+        """
+        columns = ", ".join(
+            f"UNNEST(CAST(? AS {self.types[kind]}[])) AS {quote(name)}" for name, kind in spec.columns
+        )
+        return f"SELECT {columns}", [list(column) for column in zip(*rows, strict=True)]
 
     def upsert_parcels(
         self, conn: Any, cur: Any, names: TableNames, rows: Sequence[Row], bulk: bool
     ) -> tuple[int, int, int]:
-        with self.stage(conn, PARCELS, rows) as source:
-            on = " AND ".join(f"t.{quote(c)} = s.{quote(c)}" for c in PARCELS.key)
-            existing = conn.execute(f"SELECT count(*) FROM ({source}) AS s JOIN {names.table(PARCELS)} AS t ON {on}")
-            existing = existing.fetchone()[0]
-            written = len(conn.execute(self.upsert_sql(names, source) + " RETURNING 1").fetchall())
+        source, params = self.stage(PARCELS, rows)
+        on = " AND ".join(f"t.{quote(c)} = s.{quote(c)}" for c in PARCELS.key)
+        count = f"SELECT count(*) FROM ({source}) AS s JOIN {names.table(PARCELS)} AS t ON {on}"
+        existing = conn.execute(count, params).fetchone()[0]
+        written = len(conn.execute(self.upsert_sql(names, source) + " RETURNING 1", params).fetchall())
         inserted = len(rows) - existing
         updated = written - inserted
         return inserted, updated, existing - updated
 
-    def insert_events(self, conn: Any, cur: Any, names: TableNames, rows: Sequence[Row], bulk: bool) -> tuple[int, int]:
+    def insert_events(
+        self, conn: Any, cur: Any, names: TableNames, rows: Sequence[Row], bulk: bool, fresh: bool = False
+    ) -> tuple[int, int]:
         if not rows:
             return 0, 0
-        with self.stage(conn, EVENTS, rows) as source:
-            inserted = conn.execute(self.insert_events_sql(names, source)).fetchone()[0]
+        source, params = self.stage(EVENTS, rows)
+        inserted = conn.execute(self.insert_events_sql(names, source), params).fetchone()[0]
         return inserted, len(rows) - inserted
 
 
@@ -657,6 +691,18 @@ class MergeWrites:
     """
 
     merge = True
+
+    def is_write_conflict(self, exc: BaseException) -> bool:
+        """
+        Also a duplicate key: two ``MERGE`` statements that both found a parcel missing both insert
+        it (``MERGE`` takes no lock on a row that does not exist yet, PostgreSQL 15 included); the
+        source rows are key-distinct, so only a concurrent loader causes it, and a retry matches.
+        """
+        code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+        names = {kind.__name__ for kind in type(exc).__mro__}
+        text = str(exc).lower()
+        duplicate = code == "23505" or bool(names & {"IntegrityError", "UniqueViolation"}) or "duplicate key" in text
+        return duplicate or super().is_write_conflict(exc)  # type: ignore[misc]
 
     def merge_source(self, spec: TableSpec, rows: int) -> str:
         """``SELECT CAST(...) ... FROM (VALUES ...)``: typed, so all-NULL columns compare as their type."""
@@ -705,7 +751,9 @@ class MergeWrites:
         updated = written - inserted
         return inserted, updated, existing - updated
 
-    def insert_events(self, conn: Any, cur: Any, names: TableNames, rows: Sequence[Row], bulk: bool) -> tuple[int, int]:
+    def insert_events(
+        self, conn: Any, cur: Any, names: TableNames, rows: Sequence[Row], bulk: bool, fresh: bool = False
+    ) -> tuple[int, int]:
         inserted = self._merge(conn, cur, names, EVENTS, rows)
         return inserted, len(rows) - inserted
 

@@ -7,7 +7,8 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -19,10 +20,11 @@ from airflow_provider_parcels.warehouse.rows import (
     EVENTS,
     PARCELS,
     TABLES,
-    build_rows,
     has_nul,
     replace_nul,
+    rows_of,
     split_rounds,
+    versions,
 )
 
 if TYPE_CHECKING:
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Row = tuple[Any, ...]
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
 
@@ -110,6 +113,8 @@ class ParcelWarehouse:
 
     #: Batches with at least this many rows (per table) go through ``COPY`` where the dialect has it.
     copy_threshold: int = 1000
+    #: Parcels per slice of a load: the rows of at most two slices are held at once.
+    slice_size: int = 2000
     #: Times a load is run again after a concurrent writer's conflict (DuckDB; others wait for locks).
     conflict_retries: int = 8
 
@@ -225,44 +230,73 @@ class ParcelWarehouse:
         """
         Upsert one chunk of results and their events in one transaction.
 
+        Rows are built and written in slices of :attr:`slice_size` parcels (in key order): the
+        memory a load adds stays that of two slices whatever the chunk size. On PostgreSQL the
+        next slice's rows are built while the server runs this slice's statements.
+
         :param results: the chunk; consumed before the transaction starts, so an iterator that
             fails half-way writes nothing.
         :return: the counts of this load.
         """
         dialect = self.dialect
-        parcels, events = build_rows(results, dialect.ts_param)
-        if not parcels:
+        groups = versions(results)
+        if not groups:
             return LoadCounts()
+        if len(groups) > self.slice_size:  # one lock order for concurrent loaders (see PostgresDialect)
+            groups.sort(key=lambda group: group[0].key)
+        slices = [groups[i : i + self.slice_size] for i in range(0, len(groups), self.slice_size)]
         self.ensure_tables()
         try:
-            counts = self._write(parcels, events)
+            counts = self._write(slices, clean=False)
         except Exception:
             # Checked only after a failure, so the common case pays nothing for it.
-            if dialect.text_allows_nul or not (has_nul(parcels) or has_nul(events)):
+            if dialect.text_allows_nul or not any(has_nul(rows) for part in slices for rows in self._rows(part)):
                 raise
             log.warning("%s text cannot hold NUL characters: loading them as U+FFFD", dialect.name)
-            counts = self._write(replace_nul(parcels, None), replace_nul(events, len(EVENTS.key)))
-        log.info("Loaded %d parcels into %s: %s", len(parcels), self.table_name(PARCELS.name), counts.to_dict())
+            counts = self._write(slices, clean=True)
+        log.info("Loaded %d parcels into %s: %s", len(groups), self.table_name(PARCELS.name), counts.to_dict())
         return counts
 
-    def _write(self, parcels: list[tuple[Any, ...]], events: list[tuple[Any, ...]]) -> LoadCounts:
-        """
-        Write mapped rows in one transaction.
+    def _rows(self, part: list[list[TrackingResult]], clean: bool = False) -> tuple[list[Row], list[Row]]:
+        """The parcel and event rows of one slice (NUL characters replaced when ``clean``)."""
+        parcels, events = rows_of(part, self.dialect.ts_param)
+        if clean:
+            return replace_nul(parcels, None), replace_nul(events, len(EVENTS.key))
+        return parcels, events
 
-        :param parcels: parcel rows, each parcel's versions in apply order (see ``build_rows``).
-        :param events: de-duplicated event rows.
+    def _write(self, slices: list[list[list[TrackingResult]]], clean: bool) -> LoadCounts:
+        """
+        Build and write the slices in one transaction; where the dialect gains from it
+        (``overlap_building``), the next slice is built in a thread while this one is written.
+
+        :param slices: parcel groups (each parcel's versions in apply order, see ``versions``).
+        :param clean: replace NUL characters (for databases whose text cannot hold them).
         """
         dialect = self.dialect
         bulk = dialect.has_bulk_path
-        rounds = split_rounds(parcels, len(PARCELS.key))
 
         def write() -> LoadCounts:
-            with self.transaction() as (conn, cur):
-                inserted, updated, unchanged = self._upsert_rounds(conn, cur, rounds)
-                events_inserted, events_unchanged = dialect.insert_events(
-                    conn, cur, self.names, events, bulk and len(events) >= self.copy_threshold
-                )
-            return LoadCounts(inserted, updated, unchanged, events_inserted, events_unchanged)
+            counts = LoadCounts()
+            with ExitStack() as stack:
+                overlap = dialect.overlap_building and len(slices) > 1
+                pool = stack.enter_context(ThreadPoolExecutor(1)) if overlap else None
+                pending = None
+                conn, cur = stack.enter_context(self.transaction())
+                for i, part in enumerate(slices):
+                    parcels, events = pending.result() if pending is not None else self._rows(part, clean)
+                    pending = pool.submit(self._rows, slices[i + 1], clean) if pool and i + 1 < len(slices) else None
+                    rounds = split_rounds(parcels, len(PARCELS.key))
+                    inserted, updated, unchanged = self._upsert_rounds(conn, cur, rounds)
+                    events_inserted, events_unchanged = dialect.insert_events(
+                        conn,
+                        cur,
+                        self.names,
+                        events,
+                        bulk and len(events) >= self.copy_threshold,
+                        fresh=inserted == len(rounds[0]),
+                    )
+                    counts += LoadCounts(inserted, updated, unchanged, events_inserted, events_unchanged)
+            return counts
 
         return self._retrying(write)
 

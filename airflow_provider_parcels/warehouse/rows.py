@@ -247,7 +247,11 @@ def build_rows(results: Iterable[TrackingResult], ts: TsAdapter) -> tuple[list[t
     values, and de-duplication by a dictionary only where a parcel has duplicate event ids or
     several versions in the batch (checked with a C-speed ``set``).
     """
-    groups = versions(results)
+    return rows_of(versions(results), ts)
+
+
+def rows_of(groups: list[list[TrackingResult]], ts: TsAdapter) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """:func:`build_rows` of parcel groups already made by :func:`versions`."""
     parcels = [parcel_row(result, ts) for group in groups for result in group]
     identity = _keeps(ts)
     events: list[tuple[Any, ...]] = []

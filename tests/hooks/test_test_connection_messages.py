@@ -58,7 +58,9 @@ def test_a_stored_connection_is_named_with_the_url_tested(parcels_sandbox, monke
     define(monkeypatch, "parcels_demo_shipengine", url)
     ok, message = hook_class("shipengine")("parcels_demo_shipengine").test_connection()
     assert ok, message
-    assert message == f"ShipEngine at {url} accepted the credentials of connection 'parcels_demo_shipengine'"
+    accepted = f"ShipEngine at {url} accepted the credentials of connection 'parcels_demo_shipengine'; quota shipengine:"
+    assert message.startswith(accepted), message
+    assert "day: 1 used" in message and "month: 1 used" in message  # the quota ledger's status, key hashed
 
 
 def test_the_rest_endpoints_random_test_id_is_never_shown(parcels_sandbox, monkeypatch):

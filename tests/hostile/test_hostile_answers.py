@@ -14,7 +14,7 @@ from helpers.hostile_server import break_lists, poison_times
 from hostile_support import APIS, BATCH_APIS, numbers, track
 
 from airflow_provider_parcels.hooks.base import ParcelTrackingHook
-from airflow_provider_parcels.hooks.transport import MAX_JSON_DEPTH, ApiResponse
+from airflow_provider_parcels.hooks.transport import MAX_JSON_DEPTH, ApiResponse, json_depth
 from airflow_provider_parcels.models import ParcelStatus
 
 
@@ -161,3 +161,16 @@ def test_decoded_answers_hold_only_values_a_warehouse_can_store():
     assert value["f"] == "x\ufffdy" and value["g"] == "\ufffd" and value["h"] == "\ufffd"
     assert value["i"] == {"\ufffdk": ["\ufffd"]}
     assert not any(isinstance(v, float) and not math.isfinite(v) for v in value.values())
+
+
+@pytest.mark.parametrize(("body", "depth"), [
+    (b"[]", 1), (b'{"a": [{"b": []}]}', 4), (b'["[[[[", "]]]]"]', 1), (b'["a\\\\", "[[[["]', 1),
+    (b'["a\\"[[[", [[1]]]', 3), (b"[" * 150 + b"]" * 150, 150), (b'"' + b"[" * 500 + b'"', 0),
+])
+def test_json_depth_counts_only_brackets_outside_strings(body, depth):
+    assert json_depth(body) == depth
+
+
+def test_brackets_inside_strings_never_make_an_answer_too_deep():
+    body = b'{"description": "' + b"[{" * 500 + b'", "events": [[1]]}'
+    assert ApiResponse(200, {}, body).json()["events"] == [[1]]

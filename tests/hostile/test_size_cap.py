@@ -11,6 +11,7 @@ import tracemalloc
 import pytest
 from hostile_support import APIS, numbers, track
 
+from airflow_provider_parcels.hooks.exceptions import ParcelConnectionError
 from airflow_provider_parcels.hooks.transport import DEFAULT_MAX_RESPONSE_BYTES
 
 MIB = 1024 * 1024
@@ -59,3 +60,10 @@ def test_an_answer_under_the_cap_is_read(hostile, hostile_hook):
     hostile.mode("proxy")
     hook = hostile_hook("trackflow", max_response_mb=0.01)  # 10 KiB: a real answer fits
     assert [r.error for r in hook.track(numbers("trackflow", "DLV", 2))] == [None, None]
+
+
+@pytest.mark.parametrize("value", ["lots", -1, 0, "nan"])
+def test_a_bad_max_response_mb_extra_names_the_extra(value, hostile_hook):
+    hook = hostile_hook("trackflow", max_response_mb=value)
+    with pytest.raises(ParcelConnectionError, match="max_response_mb"):
+        _ = hook.settings

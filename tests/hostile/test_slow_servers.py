@@ -91,9 +91,13 @@ def test_absurd_rate_headers_on_answers_never_pace_beyond_the_clamp(api, headers
     (result,) = hook.track(numbers(api, "DLV", 1))
 
     assert result.error is None, result.error
-    # the waits the next two requests would get (before: 60,000 s for "0.001 remaining, reset in 60 s")
+    # the waits the next two requests would get (before: 60,000 s for "0.001 remaining, reset in 60 s"),
+    # from this process's limiter and from the key's shared quota ledger
     first, second = hook.limiter.reserve(1), hook.limiter.reserve(1)
     assert first <= MAX_WAIT_SECONDS + 1 and second - first <= MAX_WAIT_SECONDS + 1, (first, second)
+    first, second = hook.ledger.reserve(1), hook.ledger.reserve(1)
+    assert first.ok and second.ok, "nonsense headers spent no day or month budget"
+    assert first.wait_seconds <= MAX_WAIT_SECONDS + 1 and second.wait_seconds <= MAX_WAIT_SECONDS + 1
 
 
 @pytest.mark.parametrize("limit", ["0.001", "1e-300", "nan", "-3", "1e308", "inf"])
@@ -109,6 +113,9 @@ def test_a_refusal_with_an_absurd_limit_never_slows_the_connection_past_the_clam
     # before: a 429 with X-RateLimit-Limit 0.001 paced the connection at 61,288 s a request
     first, second = hook.limiter.reserve(1), hook.limiter.reserve(1)
     assert first <= MAX_WAIT_SECONDS + 1 and second - first <= MAX_WAIT_SECONDS + 1, (first, second)
+    # the refusal's Retry-After (1 s) holds every process back through the ledger, and no longer
+    shared = hook.ledger.reserve(1)
+    assert shared.ok and shared.wait_seconds <= MAX_WAIT_SECONDS + 1
 
 
 def test_the_limiter_ignores_or_clamps_nonsense_from_headers():

@@ -189,6 +189,7 @@ def test_the_embedded_store_is_a_file_under_airflow_home(tmp_path: Path, monkeyp
     from airflow_provider_parcels.quota import stores
 
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    monkeypatch.delenv("PARCELS_QUOTA_DB", raising=False)  # the tests' own file per test (tests/conftest.py)
     monkeypatch.setattr(stores, "_stores", {})
     ledger = QuotaLedger.for_hook("trackflow", credential_hash(None, SECRET), QuotaLimits(requests_per_day=3))
     assert ledger.store.name == f"sqlite:{tmp_path / 'parcels_quota.db'}"

@@ -119,6 +119,7 @@ def test_processes_never_overspend_a_day_budget(worker_store) -> None:
 def test_embedded_store_is_shared_by_the_processes_of_a_machine(tmp_path: Path, monkeypatch) -> None:
     """Without ``quota_store`` the file under ``AIRFLOW_HOME`` is the ledger every process shares."""
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    monkeypatch.delenv("PARCELS_QUOTA_DB", raising=False)  # the tests' own file per test (tests/conftest.py)
     key = uuid.uuid4().hex[:16]
     limits = {"requests_per_minute": None, "requests_per_month": 30}
     reports = results(start_workers([spec(None, key, 20, limits=limits, max_reservations=15)] * 3))

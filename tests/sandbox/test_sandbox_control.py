@@ -296,6 +296,10 @@ def test_cli_prints_urls_and_stops_on_sigterm():
         assert lines and lines[0].startswith("Parcels sandbox listening on http://127.0.0.1:")
         url = lines[0].split()[-1]
         assert requests.get(url + "/_sandbox/config", timeout=5).json()["seed"] == 3
+        # the banner's control line gives the token that state-changing control calls need
+        token = lines[-1].split("X-Sandbox-Token: ", 1)[1].split()[0]
+        assert requests.post(url + "/_sandbox/reset", timeout=5).status_code == 403
+        assert requests.post(url + "/_sandbox/reset", headers={"X-Sandbox-Token": token}, timeout=5).ok
         exports = dict(line[len("export "):].split("=", 1) for line in lines if line.startswith("export "))
         # the connection ids the example DAGs use (parcels_demo_*), warehouse included
         assert set(exports) == {f"AIRFLOW_CONN_PARCELS_DEMO_{name.upper()}" for name in

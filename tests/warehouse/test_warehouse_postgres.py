@@ -53,10 +53,11 @@ def test_copy_path_and_values_path_give_identical_tables(postgres_conn_id, monke
     )
 
     counts = [(bulk.load(data), small.load(data))]
-    assert staged == ["parcel_tracking", "parcel_tracking_events"]
+    # New parcels: their events are copied straight into the events table, no stage.
+    assert staged == ["parcel_tracking"]
     counts.append((bulk.load(refetch), small.load(refetch)))
     counts.append((bulk.load(data), small.load(data)))
-    assert staged == ["parcel_tracking", "parcel_tracking_events"] * 3
+    assert staged == ["parcel_tracking"] + ["parcel_tracking", "parcel_tracking_events"] * 2
 
     for got_bulk, got_small in counts:
         assert got_bulk == got_small
@@ -77,3 +78,29 @@ def test_nul_character_on_the_copy_path(postgres_conn_id, driver):
     assert wh.load(data).inserted == 1500
     rows = {row[2]: row for row in wh.dump("parcel_tracking")}
     assert rows[data[700].tracking_number][6] == "nul\ufffdhere"
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_direct_copy_of_new_parcels_events_falls_back_when_an_event_is_stored(postgres_conn_id, monkeypatch, driver):
+    """Events left without their parcel row: the straight COPY meets a duplicate key and the stage path runs."""
+    hook = psycopg2_hook(postgres_conn_id) if driver == "psycopg2" else None
+    wh = ParcelWarehouse(postgres_conn_id, hook=hook)
+    data = mixed(1200)
+    first = wh.load(data)
+    events = wh.dump("parcel_tracking_events")
+    with wh.transaction() as (_, cur):
+        cur.execute('DELETE FROM "parcel_tracking"')
+    copied: list[bool] = []
+    original = PostgresDialect._copy_new
+
+    def spy(self, *args):
+        copied.append(original(self, *args))
+        return copied[-1]
+
+    monkeypatch.setattr(PostgresDialect, "_copy_new", spy)
+    again = wh.load(data)
+    assert copied == [False]  # tried, met the stored events, rolled back to its savepoint
+    assert again.inserted == 1200
+    assert again.events_inserted == 0 and again.events_unchanged == first.events_inserted
+    assert wh.dump("parcel_tracking_events") == events
+    assert len(wh.dump("parcel_tracking")) == 1200

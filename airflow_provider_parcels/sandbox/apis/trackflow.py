@@ -114,8 +114,12 @@ class TrackFlowApi(SandboxApi):
         return CARRIERS[digest(number)[13] % len(CARRIERS)]
 
     def _shape(self, number: str, carrier_code: str | None) -> dict:
+        return self.shape(number, carrier_code)
+
+    def shape(self, number: str, carrier_code: str | None, count: bool = True) -> dict:
+        """The single-tracking answer of ``number`` (also the webhook body); ``count=False`` peeks."""
         carrier = self._carrier(number, carrier_code)
-        tracking: Tracking = self.lookup(number, carrier.get("country") or None)
+        tracking: Tracking = self.lookup(number, carrier.get("country") or None, count=count)
         if not tracking.found:
             return {"success": False, "tracking_number": number, "error": _not_found_error()}
         last = tracking.last

@@ -64,6 +64,10 @@ class WhereParcelApi(SandboxApi):
         route("POST", "/v2/webhooks/register", "register_webhook"),
     )
 
+    def reset(self) -> None:
+        with self.lock:
+            self.webhooks: dict[str, dict] = {}
+
     def key(self, request: Request) -> str | None:
         scheme, _, credentials = request.header("Authorization").partition(" ")
         key, sep, secret = credentials.strip().partition(":")
@@ -111,12 +115,17 @@ class WhereParcelApi(SandboxApi):
         return Response(200, {"success": True, "summary": summary, "results": results})
 
     def _result(self, item: dict) -> dict:
+        return self.result_item(item)
+
+    def result_item(self, item: dict, count: bool = True) -> dict:
+        """One ``results`` entry for ``{"carrier", "trackingNumber"}`` (also the webhook body's);
+        ``count=False`` peeks."""
         carrier, number = item["carrier"], item["trackingNumber"]
         result: dict = {"carrier": carrier, "trackingNumber": number}
         if item.get("clientId") is not None:
             result["clientId"] = item["clientId"]
         info = carrier_info(carrier)
-        tracking = self.lookup(number, info.country or None)
+        tracking = self.lookup(number, info.country or None, count=count)
         if not tracking.found:
             result.update(success=False, error={"code": "NOT_FOUND", "message": "No tracking information found"})
             return result
@@ -162,6 +171,12 @@ class WhereParcelApi(SandboxApi):
         if not isinstance(recurring, bool):
             return _error(400, "VALIDATION_ERROR", "recurring must be a boolean")
         hook_id = f"wh_{uuid.uuid4().hex[:16]}"
+        hook = {"id": hook_id, "url": url, "recurring": recurring}
+        carrier, number = body.get("carrier"), body.get("trackingNumber")
+        if isinstance(carrier, str) and isinstance(number, str) and number.strip():
+            hook.update(carrier=carrier, trackingNumber=number)  # one parcel; else every parcel of the account
+        with self.lock:
+            self.webhooks[hook_id] = hook
         return Response(200, {"success": True, "data": {"id": hook_id, "url": url, "recurring": recurring}})
 
 
