@@ -8,7 +8,7 @@
    Billable: one lookup per parcel tracked (TrackFlow counts each parcel of a batch), one call per
    registration and per ``DELETE``.
 2. **Receiver throughput.** The receiver as its own process (``uvicorn
-   airflow_provider_parcels.webhooks.app:app``, 2 workers, SQLite warehouse) and the sandbox pushing
+   airflow_provider_parcels.webhooks.app:app``, one worker, SQLite warehouse) and the sandbox pushing
    signed TrackFlow webhooks to it over loopback, 64 at once, with 10 % redelivery and 10 %
    duplicates; deliveries answered 2xx per second, and parcels lost (warehouse status not the
    pushed one; event rows other than one per event).
@@ -117,6 +117,21 @@ def quota(parcel_count: int, silence_hours: tuple[float, ...], workdir: Path) ->
     return out
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its children (uvicorn's workers)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -124,7 +139,7 @@ def _free_port() -> int:
 
 
 def throughput(parcel_count: int, workdir: Path, redeliver: float = 0.1, duplicate: float = 0.1,
-               concurrency: int = 64, workers: int = 2) -> dict[str, Any]:
+               concurrency: int = 64, workers: int = 1) -> dict[str, Any]:
     """Signed webhooks per second the receiver (its own process) accepts, and what is lost."""
     import requests
 
@@ -167,11 +182,13 @@ def throughput(parcel_count: int, workdir: Path, redeliver: float = 0.1, duplica
         pusher.scan(warm, "out_for_delivery")  # first delivery opens the warehouse and the connection
         pusher.wait_idle(30)
         first = len(pusher.log)
+        cpu_before = _cpu_seconds(receiver.pid)
         started = time.monotonic()
         for number in numbers:
             pusher.scan(number, "exception")
         idle = pusher.wait_idle(600)
         elapsed = time.monotonic() - started
+        cpu = _cpu_seconds(receiver.pid) - cpu_before
         log_rows = pusher.log[first:]
         ok = [d for d in log_rows if d.http_status is not None and 200 <= d.http_status < 300]
         wh = ParcelWarehouse(wh_id)
@@ -187,6 +204,10 @@ def throughput(parcel_count: int, workdir: Path, redeliver: float = 0.1, duplica
             "duplicates": sum(d.kind == "duplicate" for d in log_rows),
             "retries_after_no_2xx": sum(d.kind == "retry" for d in log_rows),
             "seconds": round(elapsed, 2), "accepted_per_second": round(len(ok) / elapsed, 1),
+            # what the receiver itself spends (its processes' CPU time), apart from the pusher sharing the cores
+            "receiver_cpu_ms_per_delivery": round(cpu * 1000 / len(ok), 2),
+            "receiver_capacity_per_core_per_second": round(len(ok) / cpu, 1) if cpu else None,
+            "load_average_1m": round(os.getloadavg()[0], 2),
             "all_delivered": idle, "warehouse_statuses": statuses,
             "lost": parcel_count - statuses.get("exception", 0),
             "event_rows": events, "event_rows_expected": expected_events,

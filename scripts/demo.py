@@ -1,4 +1,4 @@
-"""The python part of ``./scripts/demo``: two example DAGs run for real against the local sandbox.
+"""The python part of ``./scripts/demo``: four example DAGs run for real against the local sandbox, poll and push.
 
 ``scripts/demo`` prepares ``.venv`` and then runs this file with it. Step by step:
 
@@ -15,6 +15,15 @@
 5. checks the outcome and prints what landed: parcels by status, a few parcels with their last
    event, the alert that fired, the late-parcel report and where the SQLite file is.
 
+Step 6 is the webhook push path: the provider's receiver (``create_standalone_app``, what the API
+server's plugin serves) runs under uvicorn in a thread on a free loopback port; ``parcels_push_subscribe``
+registers TrackFlow webhooks pointing at it; a carrier scan in the sandbox (``POST /_sandbox/scan``)
+puts ``TRN0500001`` into exception and the sandbox pushes a signed webhook; the demo times the 2xx,
+the warehouse row and the asset event on the alert asset, then runs ``parcels_exception_alerts``
+with ``dag.test()`` consuming that asset event (the scheduler starts it on the event in a real
+Airflow; ``tests/e2e/test_push_path.py`` proves that part). The sandbox's control token and
+webhook secret are random per run and never printed.
+
 The SLA DAG is expected to fail: two same-day parcels go into exception, the sensor fails on
 them, the notifier posts the alert and ``sla_breached`` marks the run. The demo checks that the
 alert named exactly those parcels and counts that as success. Anything else that fails makes
@@ -29,11 +38,13 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import csv
 import json
 import os
 import queue
 import re
+import secrets
 import signal
 import sqlite3
 import subprocess
@@ -41,12 +52,14 @@ import sys
 import threading
 import time
 import traceback
+import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TextIO
 
 from airflow_provider_parcels.sandbox.airflow_home import isolated_airflow_env
+from airflow_provider_parcels.sandbox.alert_sink import AlertSink
 
 ROOT = Path(__file__).resolve().parent.parent
 DAGS_FOLDER = ROOT / "example_dags"
@@ -66,6 +79,12 @@ SLA_EXPECTED_TASKS = {"todays_parcels": "success", SENSOR_TASK: "failed", "late_
 #: The sandbox key has no quota; the demo's connections say so (a real key: the ``plan`` extra).
 DEMO_REQUESTS_PER_MINUTE = 6000
 SLA_CONF = {"poke_interval_seconds": 1, "alert_conn_id": "parcels_demo_alerts"}
+SUBSCRIBE_DAG = "parcels_push_subscribe"
+PUSH_ALERT_DAG = "parcels_exception_alerts"
+#: The TrackFlow connection the push step subscribes with and the receiver verifies for.
+PUSH_CONN_ID = "parcels_demo_trackflow"
+#: The parcel the push step's carrier scan puts into exception (one of the subscribe DAG's defaults).
+PUSH_PARCEL = "TRN0500001"
 EXIT_UNEXPECTED, EXIT_SETUP = 1, 2
 
 
@@ -139,11 +158,16 @@ class Sandbox:
         self.process: subprocess.Popen[str] | None = None
         self.url = ""
         self.connections: dict[str, dict[str, Any]] = {}
+        # local to this run, never printed: the control token and the secret it signs webhooks with
+        self.token = secrets.token_urlsafe(16)
+        self.webhook_secret = secrets.token_urlsafe(24)
 
     def start(self, timeout: float = 30.0) -> Sandbox:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "airflow_provider_parcels.sandbox", "--host", "127.0.0.1", "--port", "0"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+            env={**os.environ, "PARCELS_SANDBOX_TOKEN": self.token,
+                 "PARCELS_SANDBOX_WEBHOOK_SECRET": self.webhook_secret},
         )
         atexit.register(self.stop)
         lines: queue.Queue[str | None] = queue.Queue()
@@ -180,6 +204,14 @@ class Sandbox:
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
+    def control(self, method: str, name: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``/_sandbox/<name>`` with the control token; the JSON answer."""
+        request = urllib.request.Request(
+            f"{self.url}/_sandbox/{name}", method=method, data=None if body is None else json.dumps(body).encode(),
+            headers={"X-Sandbox-Token": self.token, "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return dict(json.loads(answer.read()))
+
     def stop(self) -> None:
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
@@ -192,57 +224,57 @@ class Sandbox:
             process.wait(timeout=5)
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        try:
-            payload = json.loads(body or b"null")
-        except ValueError:
-            payload = body.decode("utf-8", "replace")
-        self.server.received.append({"path": self.path, "json": payload})  # type: ignore[attr-defined]
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-
-class Webhook:
-    """A loopback HTTP endpoint standing in for a Slack incoming webhook."""
+class WebhookReceiver:
+    """
+    The provider's webhook receiver (``create_standalone_app(emit_assets=True)``) served by uvicorn
+    in a thread on a free loopback port: what the API server's plugin serves in a real Airflow.
+    It reads the connections from this process's environment and records asset events in the
+    demo's metadata DB. Start it after Airflow is imported.
+    """
 
     def __init__(self) -> None:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-        self.server.received = []  # type: ignore[attr-defined]
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
-                                       daemon=True, name="demo-webhook")
+        self.server: Any = None
+        self.thread: threading.Thread | None = None
+        self.base_url = ""
+
+    def start(self, timeout: float = 15.0) -> WebhookReceiver:
+        import uvicorn
+
+        from airflow_provider_parcels.webhooks.app import create_standalone_app
+
+        config = uvicorn.Config(create_standalone_app(emit_assets=True), host="127.0.0.1", port=0,
+                                log_level="warning", access_log=False, lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True, name="demo-webhook-receiver")
         self.thread.start()
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}/alerts"
-
-    @property
-    def received(self) -> list[dict[str, Any]]:
-        return self.server.received  # type: ignore[attr-defined]
+        deadline = time.monotonic() + timeout
+        while not (self.server.started and self.server.servers):
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise DemoError(f"the webhook receiver did not start in {timeout:.0f} s")
+            time.sleep(0.02)
+        host, port = self.server.servers[0].sockets[0].getsockname()[:2]
+        self.base_url = f"http://{host}:{port}"
+        return self
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        if self.server is not None and self.thread is not None:
+            self.server.should_exit = True
+            self.thread.join(timeout=5)
+            self.server = None
 
 
 # --------------------------------------------------------------------------- airflow
 
 
-def airflow_environment(home: Path, sandbox: Sandbox, webhook: Webhook, warehouse: Path) -> dict[str, str]:
+def airflow_environment(home: Path, sandbox: Sandbox, webhook: AlertSink, warehouse: Path) -> dict[str, str]:
     """Everything Airflow and the DAGs read from the environment (set before importing airflow)."""
     airflow_home = home / "airflow"
     env = isolated_airflow_env(airflow_home, DAGS_FOLDER, log_level="INFO")
     for api in APIS:
         conn = dict(sandbox.connections[api])
         conn["extra"] = {**conn.get("extra", {}), "requests_per_minute": DEMO_REQUESTS_PER_MINUTE}
+        if api == "trackflow":  # the push step: the receiver verifies with the sandbox's secret, loads this warehouse
+            conn["extra"].update(webhook_secret=sandbox.webhook_secret, warehouse_conn_id="parcels_demo_warehouse")
         env[f"AIRFLOW_CONN_PARCELS_DEMO_{api.upper()}"] = json.dumps(conn)
     env["AIRFLOW_CONN_PARCELS_DEMO_WAREHOUSE"] = json.dumps({"conn_type": "sqlite", "host": str(warehouse)})
     env["AIRFLOW_CONN_PARCELS_DEMO_ALERTS"] = json.dumps({"conn_type": "http", "host": webhook.url})
@@ -327,19 +359,26 @@ class RunResult:
 
 
 def run_dag(dagbag: Any, dag_id: str, conf: dict[str, Any] | None,
-            xcoms: list[tuple[str, str]]) -> RunResult:
+            xcoms: list[tuple[str, str]], asset_event_ids: list[int] | None = None) -> RunResult:
     """
     Run one example DAG with ``dag.test()``, with two changes for ``dag.test()`` only: task retries
     off (a failure shows at once, not after the retry delay), and the DAG-run Deadline Alert taken
     off (Airflow 3.3.2's ``dag.test()`` crashes at the end of a successful run of a DAG that has
     one; scheduled runs are unaffected).
+
+    ``asset_event_ids``: asset events the run consumes, as the scheduler attaches them to a run it
+    starts on an asset (``dag.test()`` makes a manual run, which consumes none).
     """
     dag = dagbag.dags[dag_id]
     for task in dag.tasks:
         task.retries = 0
     dag.deadline = None
     started = time.perf_counter()
-    dag_run = dag.test(run_conf=conf)
+    if asset_event_ids:
+        with consuming_asset_events(asset_event_ids):
+            dag_run = dag.test(run_conf=conf)
+    else:
+        dag_run = dag.test(run_conf=conf)
     seconds = time.perf_counter() - started
     tasks: dict[str, str] = {}
     for ti in dag_run.get_task_instances():
@@ -347,6 +386,30 @@ def run_dag(dagbag: Any, dag_id: str, conf: dict[str, Any] | None,
         tasks[key] = str(getattr(ti.state, "value", ti.state))
     xcom = {(task_id, key): read_xcom(dag_run, task_id, key) for task_id, key in xcoms}
     return RunResult(dag_id, str(getattr(dag_run.state, "value", dag_run.state)), seconds, tasks, xcom)
+
+
+@contextlib.contextmanager
+def consuming_asset_events(event_ids: list[int]) -> Iterator[None]:
+    """While active, the DAG run ``dag.test()`` creates consumes these asset events (by id)."""
+    import airflow.models.dagrun as dagrun_module
+
+    original = dagrun_module.get_or_create_dagrun
+
+    def get_or_create_dagrun(*args: Any, session: Any, **kwargs: Any) -> Any:
+        from airflow.models.asset import AssetEvent
+        from sqlalchemy import select
+
+        dag_run = original(*args, session=session, **kwargs)
+        dag_run.consumed_asset_events.extend(
+            session.scalars(select(AssetEvent).where(AssetEvent.id.in_(event_ids))).all())
+        session.flush()
+        return dag_run
+
+    dagrun_module.get_or_create_dagrun = get_or_create_dagrun
+    try:
+        yield
+    finally:
+        dagrun_module.get_or_create_dagrun = original
 
 
 def read_xcom(dag_run: Any, task_id: str, key: str) -> Any:
@@ -361,6 +424,181 @@ def read_xcom(dag_run: Any, task_id: str, key: str) -> Any:
                                map_indexes=-1, limit=1)
         ).first()
         return None if row is None else deserialize(XComModel.deserialize_value(row))
+
+
+# --------------------------------------------------------------------------- the push path
+
+
+@dataclass
+class PushResult:
+    """The push step: the subscribe run, the delivery, the warehouse row, the alert run, and when each happened."""
+
+    subscribe: RunResult | None = None
+    deliveries: int = 0
+    http_status: int | None = None
+    to_2xx: float | None = None
+    row: tuple[Any, ...] | None = None
+    to_row: float | None = None
+    asset_event_ids: list[int] = field(default_factory=list)
+    to_asset_event: float | None = None
+    alert: RunResult | None = None
+    to_alert_end: float | None = None
+
+    @property
+    def alerted(self) -> list[dict[str, Any]]:
+        """The parcels the alert task reported (its return value)."""
+        return list((self.alert.xcom.get(("alert", "return_value")) if self.alert else None) or [])
+
+
+def forget_stale_subscriptions(warehouse: Path) -> None:
+    """
+    The sandbox is a new process each run, so the TrackFlow webhooks a previous run registered are
+    gone: drop their ``parcel_subscriptions`` rows (else the subscribe operator skips the parcels as
+    already subscribed) and the pushed parcel's row (so the row measured is this run's).
+    """
+    if not warehouse.exists():
+        return
+    with sqlite3.connect(warehouse) as db:
+        for table, where in (("parcel_subscriptions", "provider = 'trackflow'"),
+                             ("parcel_tracking", "provider = 'trackflow' AND tracking_number = ?"),
+                             ("parcel_tracking_events", "provider = 'trackflow' AND tracking_number = ?")):
+            with contextlib.suppress(sqlite3.OperationalError):  # no such table yet (first run)
+                db.execute(f'DELETE FROM "{table}" WHERE {where}', (PUSH_PARCEL,) if "?" in where else ())
+
+
+def pushed_row(warehouse: Path) -> tuple[Any, ...] | None:
+    """The pushed parcel's TrackFlow row once it is in exception, else None."""
+    try:
+        with sqlite3.connect(f"file:{warehouse}?mode=ro", uri=True, timeout=5) as db:
+            return db.execute(
+                'SELECT "provider", "carrier", "tracking_number", "status", "last_event_description", '
+                '"last_event_location" FROM "parcel_tracking" WHERE "provider" = \'trackflow\' AND '
+                '"tracking_number" = ? AND "status" = \'exception\'', (PUSH_PARCEL,)).fetchone()
+    except sqlite3.OperationalError:
+        return None
+
+
+def alert_asset_events(since: float) -> list[tuple[int, float]]:
+    """``(id, epoch seconds)`` of the events on the alert asset recorded at or after ``since``."""
+    from datetime import datetime, timezone
+
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    from airflow_provider_parcels.webhooks.assets import webhook_alert_asset
+
+    uri = webhook_alert_asset("parcels_demo_warehouse").uri
+    with create_session() as session:
+        rows = session.execute(
+            select(AssetEvent.id, AssetEvent.timestamp).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.uri == uri, AssetEvent.timestamp >= datetime.fromtimestamp(since, timezone.utc))
+            .order_by(AssetEvent.id)).all()
+    return [(event_id, at.timestamp()) for event_id, at in rows]
+
+
+def wait_for(probe: Callable[[], Any], timeout: float, interval: float = 0.01) -> Any:
+    """``probe()`` once it is truthy (None after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value or time.monotonic() > deadline:
+            return value or None
+        time.sleep(interval)
+
+
+def run_push(console: Console, dagbag: Any, sandbox: Sandbox, receiver: WebhookReceiver, warehouse: Path,
+             live: bool) -> PushResult:
+    """Subscribe, scan, watch the delivery land, run the alert DAG on the asset event it made."""
+    result = PushResult()
+    forget_stale_subscriptions(warehouse)
+    receiver.start()
+    console.print(f"      receiver {receiver.base_url}/parcels/webhooks/{PUSH_CONN_ID} (the provider's ASGI app, "
+                  "what the API server's plugin serves in Airflow)")
+    sub = result.subscribe = run_dag(dagbag, SUBSCRIBE_DAG, {"webhook_base_url": receiver.base_url},
+                                     [("subscribe", "return_value")])
+    if not live:
+        for key, state in sub.tasks.items():
+            console.print(f"      {key:<26} {state}")
+    counts = sub.xcom.get(("subscribe", "return_value")) or {}
+    console.print(f"      {SUBSCRIBE_DAG} run {sub.state} in {sub.seconds:.1f} s: "
+                  f"{counts.get('subscribed', 0)} parcels subscribed to TrackFlow webhooks")
+    if sub.state != "success":
+        return result
+
+    scan = sandbox.control("POST", "scan", {"tracking_number": PUSH_PARCEL, "status": "exception"})
+    changed_at = float(scan["changed_at"])
+    result.deliveries = int(scan.get("deliveries") or 0)
+    console.print(f"      sandbox scan: {PUSH_PARCEL} -> exception at "
+                  f"{time.strftime('%H:%M:%S', time.localtime(changed_at))} "
+                  f"({result.deliveries} signed webhook queued); the seconds below count from this status change")
+    result.row = wait_for(lambda: pushed_row(warehouse), 15, interval=0.002)
+    if result.row is not None:
+        result.to_row = time.time() - changed_at
+    events = wait_for(lambda: alert_asset_events(changed_at), 10, interval=0.05) or []
+    result.asset_event_ids = [event_id for event_id, _ in events]
+    if events:
+        result.to_asset_event = events[0][1] - changed_at
+    log = sandbox.control("GET", "webhooks").get("deliveries") or []
+    mine = [d for d in log if d.get("tracking_number") == PUSH_PARCEL and d.get("changed_at") == scan["changed_at"]]
+    if mine:
+        result.http_status = mine[-1].get("http_status")
+        if mine[-1].get("acked_at"):
+            result.to_2xx = float(mine[-1]["acked_at"]) - changed_at
+
+    def at(seconds: float | None) -> str:
+        return f"{'+' + format(seconds, '.2f'):>6} s" if seconds is not None else "   never"
+
+    console.print(f"      {at(result.to_2xx)}  receiver answered {result.http_status} (signature verified, row "
+                  "committed, then the answer)")
+    if result.row is not None:
+        _, carrier, number, status, text, where = result.row
+        detail = ", ".join(x for x in (text, where) if x)
+        console.print(f"      {at(result.to_row)}  warehouse row (as the demo read it): parcel_tracking trackflow "
+                      f"{carrier} {number} {status}" + (f" ({detail})" if detail else ""))
+    else:
+        console.print(f"      {at(None)}  warehouse row: {PUSH_PARCEL} not in exception after 15 s")
+    console.print(f"      {at(result.to_asset_event)}  asset event on parcels-alerts://parcels_demo_warehouse/"
+                  f"parcel_tracking, the asset {PUSH_ALERT_DAG} is scheduled on")
+    if not events:
+        return result
+    console.print(f"      {PUSH_ALERT_DAG} on that asset event (dag.test() here; under a real scheduler the "
+                  "asset event starts it, tests/e2e/test_push_path.py)")
+    alert = result.alert = run_dag(dagbag, PUSH_ALERT_DAG, None, [("alert", "return_value")],
+                                   asset_event_ids=result.asset_event_ids)
+    result.to_alert_end = time.time() - changed_at
+    if not live:
+        for key, state in alert.tasks.items():
+            console.print(f"      {key:<26} {state}")
+    named = ", ".join(f"{p.get('tracking_number')} ({p.get('status')})" for p in result.alerted) or "nothing"
+    console.print(f"      {at(result.to_alert_end)}  {PUSH_ALERT_DAG} run {alert.state}: the alert named {named} "
+                  "(ParcelReportNotifier, to the task log)")
+    return result
+
+
+def check_push(push: PushResult) -> tuple[list[str], list[str]]:
+    """(what went as expected, what did not) on the push path."""
+    good: list[str] = []
+    bad: list[str] = []
+    if push.subscribe is None or push.subscribe.state != "success":
+        bad.append(f"{SUBSCRIBE_DAG}: run {push.subscribe.state if push.subscribe else 'not run'}, "
+                   f"tasks {push.subscribe.tasks if push.subscribe else {}}")
+        return good, bad
+    if push.deliveries < 1 or push.http_status != 200:
+        bad.append(f"push: the sandbox queued {push.deliveries} webhook(s), the receiver answered {push.http_status}")
+    if push.row is None or push.to_row is None:
+        bad.append(f"push: {PUSH_PARCEL} did not land in the warehouse in exception")
+    else:
+        good.append(f"push: the exception scan of {PUSH_PARCEL} reached the warehouse {push.to_row:.2f} s after the "
+                    f"status change")
+    numbers = {p.get("tracking_number") for p in push.alerted if p.get("status") == "exception"}
+    if push.alert is None or push.alert.state != "success" or PUSH_PARCEL not in numbers:
+        state = f"run {push.alert.state}" if push.alert else "not run (no asset event)"
+        bad.append(f"push: {PUSH_ALERT_DAG} {state}, alerted {push.alerted}")
+    elif push.to_alert_end is not None:
+        good.append(f"push: {PUSH_ALERT_DAG} alerted on {PUSH_PARCEL}; its run ended {push.to_alert_end:.1f} s after "
+                    "the status change")
+    return good, bad
 
 
 # --------------------------------------------------------------------------- expectations and report
@@ -494,14 +732,15 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupted)
-    console.print(console.bold("Parcels demo: two example DAGs run for real against the local sandbox"))
+    console.print(console.bold("Parcels demo: four example DAGs run for real against the local sandbox, "
+                               "poll and push"))
     console.print(f"  demo home {relative(home)}/  (Airflow home, SQLite warehouse, log; delete it to start over)")
     if not args.verbose:
         console.print(f"  Airflow's own output goes to {relative(log_path)}")
         send_output_to_log(log_path)
-    sandbox, webhook = Sandbox(), Webhook()
+    sandbox, webhook, receiver = Sandbox(), AlertSink(name="demo-alerts"), WebhookReceiver()
     try:
-        return run_demo(console, home, warehouse, log_path, sandbox, webhook, started)
+        return run_demo(console, home, warehouse, log_path, sandbox, webhook, receiver, started)
     except DemoError as err:
         console.print(console.red(f"✗ the demo could not run: {err}"))
         console.print(f"  Airflow's output: {relative(log_path)}")
@@ -515,14 +754,15 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"  traceback and Airflow's output: {relative(log_path)}")
         return EXIT_UNEXPECTED
     finally:
+        receiver.stop()
         sandbox.stop()
         webhook.stop()
 
 
 def run_demo(console: Console, home: Path, warehouse: Path, log_path: Path, sandbox: Sandbox,
-             webhook: Webhook, started: float) -> int:
-    """Steps 1 to 5 (the caller stops the sandbox and the webhook)."""
-    total_steps = 5
+             webhook: AlertSink, receiver: WebhookReceiver, started: float) -> int:
+    """Steps 1 to 6 (the caller stops the sandbox, the webhook and the receiver)."""
+    total_steps = 6
     orders = read_orders()
 
     sandbox.start()
@@ -572,7 +812,14 @@ def run_demo(console: Console, home: Path, warehouse: Path, log_path: Path, sand
     console.print(f"      run {sla.state} in {sla.seconds:.1f} s"
                   + (" (expected: the alert path, see below)" if sla.tasks == SLA_EXPECTED_TASKS else ""))
 
+    console.step(6, total_steps, "push", f"{SUBSCRIBE_DAG} registers TrackFlow webhooks; a carrier scan in the "
+                 f"sandbox pushes an exception to the receiver; {PUSH_ALERT_DAG} alerts on it")
+    push = run_push(console, dagbag, sandbox, receiver, warehouse, live)
+
     good, bad = check_runs(sync, sla, webhook.received, orders)
+    push_good, push_bad = check_push(push)
+    good += push_good
+    bad += push_bad
 
     console.print()
     console.print(console.bold(f"What landed in the warehouse ({warehouse}):"))

@@ -345,7 +345,9 @@ class ParcelTrackingHook(BaseHook):
         hook = cls(conn_id, **kwargs)
         # one argument: the hook= parameter came with common-compat 1.20 (the last for Python 3.10)
         conn = await get_async_connection(hook.conn_id)
-        hook.configure(conn, await _async_extra_dejson(conn))
+        extra = await _async_extra_dejson(conn)
+        # beside the loop: opening the quota ledger's store may read its connection and connect
+        await asyncio.to_thread(hook.configure, conn, extra)
         return hook
 
     def auth_headers(self) -> dict[str, str]:

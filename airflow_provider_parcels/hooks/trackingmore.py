@@ -3,8 +3,9 @@ TrackingMore (API v2): ``GET /trackings/get?numbers=`` with up to 40 numbers, tr
 created with ``POST /trackings/batch`` (40 per call), ``Trackingmore-Api-Key`` header.
 
 Traps: many errors come inside an HTTP 200 with ``meta.code`` (4001 bad key, 4016 already
-exists, 4017 does not exist, 4029 request frequency), so every answer's ``meta.code`` is
-read; ``pickup`` means out for delivery, not a pickup point; ``notfound`` is not_found;
+exists, 4017 does not exist, 4029 request frequency, 4021 the account's quota used up: never
+retried, ``quota_exhausted`` rows and the key's ledger at zero until the month resets), so
+every answer's ``meta.code`` is read; ``pickup`` means out for delivery, not a pickup point; ``notfound`` is not_found;
 ``Date`` values are zone-less local times in mixed formats (``2015-10-25 15:01`` and
 ``2015-10-25 15:01:00``), kept as written with no UTC time; origin and destination carrier
 events often repeat each other and are de-duplicated. A number the account has not

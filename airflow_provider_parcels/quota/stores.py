@@ -13,8 +13,10 @@ Where the ledger lives: one record per API key, changed atomically with the stor
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -186,12 +188,27 @@ class SQLiteStore(QuotaStore):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout, isolation_level=None,
                                check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
         columns = ", ".join(f"{name} REAL" + ("" if name.endswith(("_cap", "_limit")) or name == "rpm"
                                                else " NOT NULL DEFAULT 0") for name in STATE_FIELDS)
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (key TEXT PRIMARY KEY, {columns})")
-        return conn
+        # Processes opening a new file at once: switching to WAL and creating the table can meet
+        # "database is locked" at once, without the busy timeout (SQLite refuses a lock upgrade
+        # that could deadlock). Retried within the busy timeout, so no process falls back for it.
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (key TEXT PRIMARY KEY, {columns})")
+                conn.execute("COMMIT")
+                return conn
+            except sqlite3.OperationalError:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if time.monotonic() >= deadline:
+                    conn.close()
+                    raise
+                time.sleep(random.uniform(0.005, 0.03))
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:

@@ -256,12 +256,12 @@ class WebhookPusher:
             if api not in (None, name) or name not in self.app.apis:
                 continue
             fake = self.app.apis[name]
+            wanted = number.upper() if number is not None else None
             with fake.lock:
-                hooks = [dict(h, api=name) for h in getattr(fake, "webhooks", {}).values()]
-            for hook in hooks:
-                subscribed = hook.get("tracking_number") or hook.get("trackingNumber")
-                if number is None or subscribed is None or subscribed.upper() == number.upper():
-                    out.append(hook)
+                for hook in getattr(fake, "webhooks", {}).values():
+                    subscribed = hook.get("tracking_number") or hook.get("trackingNumber")
+                    if wanted is None or subscribed is None or subscribed.upper() == wanted:
+                        out.append(dict(hook, api=name))
         return out
 
     def wait_idle(self, timeout: float = 10.0) -> bool:

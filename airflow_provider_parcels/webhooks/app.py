@@ -14,7 +14,6 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from airflow_provider_parcels.webhooks.receiver import DEFAULT_MAX_BODY_BYTES, WebhookReceiver
 
@@ -59,8 +58,7 @@ def create_app(receiver: WebhookReceiver | None = None, emit_assets: bool = Fals
                 return JSONResponse({"error": "body too large"}, status_code=413)
             chunks.append(chunk)
         body = b"".join(chunks)
-        answer = await run_in_threadpool(receiver.receive, conn_id, body, request.headers,
-                                         dict(request.query_params))
+        answer = await receiver.receive_async(conn_id, body, request.headers, dict(request.query_params))
         return JSONResponse(answer.body, status_code=answer.status)
 
     return sub

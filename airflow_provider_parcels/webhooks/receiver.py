@@ -20,6 +20,8 @@ Answers (the body never holds a secret nor says which check failed beyond the ki
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import queue
 import sys
@@ -94,6 +96,7 @@ class _Pending:
     result: TrackingResult
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
+    notify: Callable[[], None] | None = None
 
 
 class GroupCommitter:
@@ -131,16 +134,39 @@ class GroupCommitter:
         :raises Exception: what the load raised, or ``TimeoutError``.
         """
         pending = _Pending(result)
+        self._enqueue(pending)
+        if not pending.done.wait(self.timeout):
+            raise TimeoutError(f"no commit within {self.timeout} s")
+        if pending.error is not None:
+            raise pending.error
+
+    async def commit_async(self, result: TrackingResult) -> None:
+        """
+        :meth:`commit` for the event loop: awaits the commit without holding a thread.
+
+        :param result: the parsed delivery.
+        :raises Exception: what the load raised, or ``TimeoutError``.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            if not future.done():
+                future.set_result(None)
+
+        pending = _Pending(result, notify=lambda: loop.call_soon_threadsafe(wake))
+        self._enqueue(pending)
+        await asyncio.wait_for(future, self.timeout)
+        if pending.error is not None:
+            raise pending.error
+
+    def _enqueue(self, pending: _Pending) -> None:
         self._queue.put(pending)
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name=f"parcels-webhook-commit-{self.name}",
                                                 daemon=True)
                 self._thread.start()
-        if not pending.done.wait(self.timeout):
-            raise TimeoutError(f"no commit within {self.timeout} s")
-        if pending.error is not None:
-            raise pending.error
 
     def _run(self) -> None:
         while True:
@@ -168,6 +194,9 @@ class GroupCommitter:
         self.batches += 1
         for pending in batch:  # committed (or failed): the requests may answer now
             pending.done.set()
+            if pending.notify is not None:
+                with contextlib.suppress(RuntimeError):  # the request's event loop is gone
+                    pending.notify()
         committed = [p.result for p in batch if p.error is None]
         if committed and self.subscriptions is not None:
             try:
@@ -253,21 +282,72 @@ class WebhookReceiver:
     # ------------------------------------------------------------------ deliveries
     def receive(self, conn_id: str, body: bytes, headers: Mapping[str, str], query: Mapping[str, str]) -> Answer:
         """
-        Handle one delivery (synchronously: the caller runs it off the event loop).
+        Handle one delivery synchronously (off the event loop: it may look the connection up and
+        waits for the commit).
 
         :param conn_id: the connection id from the URL.
         :param body: the raw body, already capped by the caller.
         :param headers: request headers (case-insensitive mapping).
         :param query: query parameters.
         """
-        if len(body) > self.max_body_bytes:
-            return Answer(413, {"error": "body too large"})
         try:
             endpoint = self.endpoint(conn_id)
         except UnknownConnection:
             return Answer(404, {"error": "no webhook endpoint for this connection"})
+        prepared = self._prepare(endpoint, body, headers, query, allow_io=True)
+        if isinstance(prepared, Answer):
+            return prepared
         try:
-            result = self._verify_and_parse(endpoint, body, headers, query)
+            endpoint.committer.commit(prepared)  # returns once the transaction holding it is committed
+        except Exception:
+            return self._not_stored(conn_id)
+        return self._accepted(endpoint, prepared)
+
+    async def receive_async(self, conn_id: str, body: bytes, headers: Mapping[str, str],
+                            query: Mapping[str, str]) -> Answer:
+        """
+        Handle one delivery on the event loop: verification and parsing are CPU work done in
+        place, the commit is awaited (the group committer's thread signals it). Whatever needs
+        I/O first (a connection not looked up yet, subscribed carriers to re-read) goes to a
+        thread through :meth:`receive`.
+
+        :param conn_id: the connection id from the URL.
+        :param body: the raw body, already capped by the caller.
+        :param headers: request headers (case-insensitive mapping).
+        :param query: query parameters.
+        """
+        from starlette.concurrency import run_in_threadpool
+
+        endpoint = self._cached_endpoint(conn_id)
+        if endpoint is None:
+            return await run_in_threadpool(self.receive, conn_id, body, headers, query)
+        try:
+            prepared = self._prepare(endpoint, body, headers, query, allow_io=False)
+        except _NeedsIO:
+            return await run_in_threadpool(self.receive, conn_id, body, headers, query)
+        if isinstance(prepared, Answer):
+            return prepared
+        try:
+            await endpoint.committer.commit_async(prepared)
+        except Exception:
+            return self._not_stored(conn_id)
+        return self._accepted(endpoint, prepared)
+
+    def _cached_endpoint(self, conn_id: str) -> Endpoint | None:
+        with self._lock:
+            cached = self._endpoints.get(conn_id)
+        if cached is not None and time.monotonic() - cached.loaded_at < self.connection_ttl:
+            return cached
+        return None
+
+    def _prepare(self, endpoint: Endpoint, body: bytes, headers: Mapping[str, str], query: Mapping[str, str],
+                 allow_io: bool) -> Answer | TrackingResult:
+        """The parsed delivery, or the answer refusing it."""
+        conn_id = endpoint.conn_id
+        if len(body) > self.max_body_bytes:
+            return Answer(413, {"error": "body too large"})
+        try:
+            result = self._verify_and_parse(endpoint, body, headers, query, allow_io)
         except _NotConfigured as err:
             log.error("webhook for connection %r refused: %s", conn_id, err)
             return Answer(503, {"error": "webhook endpoint not configured"})
@@ -279,23 +359,27 @@ class WebhookReceiver:
         if endpoint.warehouse is None:
             log.error("webhook for connection %r refused: the connection has no extra 'warehouse_conn_id'", conn_id)
             return Answer(503, {"error": "webhook endpoint not configured"})
-        try:
-            endpoint.committer.commit(result)  # returns once the transaction holding it is committed
-        except Exception:
-            log.exception("webhook for connection %r: the warehouse load failed; the vendor will redeliver", conn_id)
-            return Answer(503, {"error": "not stored; retry"})
+        return result
+
+    @staticmethod
+    def _not_stored(conn_id: str) -> Answer:
+        log.exception("webhook for connection %r: the warehouse load failed; the vendor will redeliver", conn_id)
+        return Answer(503, {"error": "not stored; retry"})
+
+    def _accepted(self, endpoint: Endpoint, result: TrackingResult) -> Answer:
+        """After the commit: the test hook, the asset events, the 200."""
         if self.after_commit is not None:
             self.after_commit()
         if self.on_accepted is not None:
             try:
                 self.on_accepted(endpoint, [result])
             except Exception:
-                log.warning("webhook for connection %r: asset event not emitted", conn_id, exc_info=True)
+                log.warning("webhook for connection %r: asset event not emitted", endpoint.conn_id, exc_info=True)
         return Answer(200, {"accepted": 1, "provider": result.provider, "tracking_number": result.tracking_number,
                             "status": str(result.status)})
 
     def _verify_and_parse(self, endpoint: Endpoint, body: bytes, headers: Mapping[str, str],
-                          query: Mapping[str, str]) -> TrackingResult:
+                          query: Mapping[str, str], allow_io: bool = True) -> TrackingResult:
         hook = endpoint.hook
         if isinstance(hook, TrackFlowHook):
             try:
@@ -310,7 +394,7 @@ class WebhookReceiver:
                 raise _Unreadable("signed body holds no shipment") from None
             except ValueError as err:
                 raise _Unreadable(f"signed body holds no shipment ({type(err).__name__})") from None
-            carrier = self._subscribed_carrier(endpoint, result.tracking_number)
+            carrier = self._subscribed_carrier(endpoint, result.tracking_number, allow_io)
             if carrier is not None and carrier != result.carrier:
                 result = replace(result, carrier=carrier)
         else:
@@ -331,7 +415,7 @@ class WebhookReceiver:
 
 
     @staticmethod
-    def _subscribed_carrier(endpoint: Endpoint, number: str) -> str | None:
+    def _subscribed_carrier(endpoint: Endpoint, number: str, allow_io: bool = True) -> str | None:
         """The carrier the pushed number was subscribed with, so the row keys match the tracking sync's."""
         if endpoint.subscriptions is None:
             return None
@@ -341,12 +425,18 @@ class WebhookReceiver:
             stale = time.monotonic() - endpoint.carriers_read_at > CARRIERS_REFRESH_SECONDS
         if not stale:
             return None
+        if not allow_io:
+            raise _NeedsIO
         # one read of every subscription's carrier, at most every few seconds (not one per delivery)
         carriers = {sub.tracking_number: sub.carrier for sub in endpoint.subscriptions.all(endpoint.hook.provider)}
         with endpoint.lock:
             endpoint.carriers = carriers
             endpoint.carriers_read_at = time.monotonic()
         return carriers.get(number)
+
+
+class _NeedsIO(Exception):
+    """Raised on the event loop where a thread must do the work (a database read)."""
 
 
 class _NotConfigured(Exception):

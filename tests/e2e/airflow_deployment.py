@@ -26,17 +26,16 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import requests
 
 from airflow_provider_parcels.sandbox.airflow_home import isolated_airflow_env
+from airflow_provider_parcels.sandbox.alert_sink import AlertSink
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_DAGS = REPO / "example_dags"
@@ -163,46 +162,6 @@ def start_process(name: str, argv: list[str], env: Mapping[str, str], log: Path,
     return Process(name, popen, log, watchdog)
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        try:
-            payload: Any = json.loads(body or b"null")
-        except ValueError:
-            payload = body.decode("utf-8", "replace")
-        self.server.received.append({"path": self.path, "json": payload})  # type: ignore[attr-defined]
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-
-class Webhook:
-    """A loopback HTTP endpoint standing in for a Slack incoming webhook (a thread of the test process)."""
-
-    def __init__(self) -> None:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-        self.server.received = []  # type: ignore[attr-defined]
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}/alerts"
-
-    @property
-    def received(self) -> list[dict[str, Any]]:
-        return list(self.server.received)  # type: ignore[attr-defined]
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @dataclass
 class RunResult:
     """A finished DAG run: its state and its tasks' states (mapped tasks: the worst of the copies)."""
@@ -241,7 +200,7 @@ class AirflowDeployment:
         self.env: dict[str, str] = {}
         self.session = requests.Session()
         self.timings: dict[str, float] = {}
-        self.webhook: Webhook | None = None
+        self.webhook: AlertSink | None = None
 
     # ------------------------------------------------------------------ environment
 
@@ -308,7 +267,7 @@ class AirflowDeployment:
                                                       self.logs / f"{component}.log", self.root, self.max_seconds)
         self.wait_healthy(timeout)
         self.login()
-        self.webhook = Webhook()
+        self.webhook = AlertSink()
         self.request("POST", "/connections", expect=(201,),
                      json={"connection_id": ALERTS_CONN_ID, "conn_type": "http", "host": self.webhook.url})
         self.timings["start"] = time.monotonic() - started

@@ -19,7 +19,6 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ import pytest
 from example_expectations import EXAMPLE_DAGS, REPO
 
 from airflow_provider_parcels.sandbox.airflow_home import isolated_airflow_env
+from airflow_provider_parcels.sandbox.alert_sink import AlertSink
 
 RUNNER = Path(__file__).resolve().parent / "dag_runner.py"
 APIS = ("whereparcel", "trackingmore", "trackflow", "parcellab", "shipengine")
@@ -107,45 +107,32 @@ def dag_runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagRunner]:
         runner.close()
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.server.received.append({"path": self.path, "json": json.loads(body or b"null")})
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-
 @dataclass
 class ExampleEnv:
     """What one example run sees: the sandbox, a fresh warehouse file and an alert webhook."""
 
     sandbox: Any
     warehouse: Path
-    alerts: list[dict[str, Any]] = field(default_factory=list)
+    sink: AlertSink
     env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def alerts(self) -> list[dict[str, Any]]:
+        """What the alert webhook received so far."""
+        return self.sink.received
 
 
 @pytest.fixture
 def example_env(parcels_sandbox_clean: Any, tmp_path: Path) -> Iterator[ExampleEnv]:
     """Connections ``parcels_demo_<api>`` (the sandbox), ``parcels_demo_warehouse`` (a new SQLite
     file) and ``parcels_demo_alerts`` (a loopback webhook that records what it receives)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    server.received = []
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
+    sink = AlertSink()
     warehouse = tmp_path / "warehouse.db"
     env = dict(parcels_sandbox_clean.conn_env(api, conn_id=f"parcels_demo_{api}", requests_per_minute=6000)
                for api in APIS)
     env["AIRFLOW_CONN_PARCELS_DEMO_WAREHOUSE"] = json.dumps({"conn_type": "sqlite", "host": str(warehouse)})
-    host, port = server.server_address[:2]
-    env["AIRFLOW_CONN_PARCELS_DEMO_ALERTS"] = json.dumps({"conn_type": "http", "host": f"http://{host}:{port}/alerts"})
+    env["AIRFLOW_CONN_PARCELS_DEMO_ALERTS"] = json.dumps({"conn_type": "http", "host": sink.url})
     try:
-        yield ExampleEnv(parcels_sandbox_clean, warehouse, server.received, env)
+        yield ExampleEnv(parcels_sandbox_clean, warehouse, sink, env)
     finally:
-        server.shutdown()
-        server.server_close()
+        sink.stop()

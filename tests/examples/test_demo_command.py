@@ -1,4 +1,4 @@
-"""``./scripts/demo`` end to end, twice in the same demo home (the second run must work too)."""
+"""``./scripts/demo`` end to end, twice in the same demo home (the second run must work too), push path included."""
 
 from __future__ import annotations
 
@@ -27,6 +27,28 @@ def run_demo(home) -> subprocess.CompletedProcess[str]:
     env.update({"PARCELS_DEMO_HOME": str(home), "NO_COLOR": "1"})
     return subprocess.run([str(REPO / "scripts" / "demo")], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=550)
+
+
+PUSHED = "TRN0500001"
+
+
+def assert_push_step(out: str) -> None:
+    """The push step's lines: subscribe, scan, 2xx, warehouse row, asset event, alert run; no secret printed."""
+    assert re.search(r"^      receiver http://127\.0\.0\.1:\d+/parcels/webhooks/parcels_demo_trackflow ", out, re.M)
+    assert re.search(r"^      parcels_push_subscribe run success in [\d.]+ s: 3 parcels subscribed", out, re.M)
+    assert re.search(rf"^      sandbox scan: {PUSHED} -> exception at [\d:]+ \(1 signed webhook queued\)", out, re.M)
+    assert re.search(r"^\s+\+[\d.]+ s  receiver answered 200 ", out, re.M)
+    row = rf"^\s+\+[\d.]+ s  warehouse row \(as the demo read it\): parcel_tracking trackflow dhl {PUSHED} exception"
+    assert re.search(row, out, re.M)
+    assert re.search(r"^\s+\+[\d.]+ s  asset event on parcels-alerts://parcels_demo_warehouse/parcel_tracking", out,
+                     re.M)
+    assert "under a real scheduler the asset event starts it" in out
+    assert re.search(rf"^\s+\+[\d.]+ s  parcels_exception_alerts run success: the alert named {PUSHED} \(exception\) ",
+                     out, re.M)
+    seconds = re.search(rf"✓ push: the exception scan of {PUSHED} reached the warehouse ([\d.]+) s after", out)
+    assert seconds and float(seconds[1]) <= 5.0, out
+    assert re.search(rf"✓ push: parcels_exception_alerts alerted on {PUSHED}; its run ended [\d.]+ s after", out)
+    assert "X-Sandbox-Token" not in out and "webhook_secret" not in out and "sandbox-webhook-secret" not in out
 
 
 def status_block(output: str) -> list[str]:
@@ -67,6 +89,34 @@ def test_demo_counts_only_the_expected_alert_as_success():
     assert demo.check_runs(broken, sla(expected), alert(expected), orders)[1]
 
 
+def test_demo_counts_the_push_path_only_when_the_parcel_landed_and_was_alerted():
+    demo = load_demo_module()
+    number = demo.PUSH_PARCEL
+    subscribed = demo.RunResult("parcels_push_subscribe", "success", 1.0,
+                                {"parcels_to_subscribe": "success", "subscribe": "success"})
+
+    def push(alerted: list[dict], row: bool = True, http_status: int = 200, alert_state: str = "success"):
+        alert = demo.RunResult("parcels_exception_alerts", alert_state, 1.0, {"alert": alert_state},
+                               {("alert", "return_value"): alerted})
+        return demo.PushResult(subscribe=subscribed, deliveries=1, http_status=http_status, to_2xx=0.01,
+                               row=("trackflow", "dhl", number, "exception", None, None) if row else None,
+                               to_row=0.02 if row else None, asset_event_ids=[1], to_asset_event=0.2, alert=alert,
+                               to_alert_end=0.5)
+
+    exception = [{"tracking_number": number, "status": "exception", "alert": "exception"}]
+    good, bad = demo.check_push(push(exception))
+    assert bad == [] and len(good) == 2
+    assert "reached the warehouse 0.02 s after the status change" in good[0]
+    # no row, an alert that names nothing (or another parcel), a refused delivery, a failed subscribe run
+    assert demo.check_push(push(exception, row=False))[1]
+    assert demo.check_push(push([]))[1]
+    assert demo.check_push(push([{"tracking_number": "TRN0500002", "status": "exception"}]))[1]
+    assert demo.check_push(push(exception, http_status=401))[1]
+    assert demo.check_push(push(exception, alert_state="failed"))[1]
+    assert demo.check_push(demo.PushResult(subscribe=demo.RunResult("parcels_push_subscribe", "failed", 1.0)))[1]
+    assert demo.check_push(demo.PushResult())[1]
+
+
 # Two demo runs take 30 to 60 s; the margin covers a pip install when pyproject.toml changed.
 @pytest.mark.large
 @pytest.mark.timeout(1200)
@@ -79,8 +129,8 @@ def test_demo_runs_end_to_end_and_again(tmp_path):
     log = (tmp_path / "demo.log").read_text() if (tmp_path / "demo.log").exists() else ""
     assert first.returncode == 0, f"{first.stdout}\n{first.stderr}\n--- demo.log tail ---\n{log[-4000:]}"
     out = first.stdout
-    for step in ("[1/5] sandbox", "[2/5] connections", "[3/5] airflow", "[4/5] parcels_warehouse_sync",
-                 "[5/5] parcels_sla_alerts"):
+    for step in ("[1/6] sandbox", "[2/6] connections", "[3/6] airflow", "[4/6] parcels_warehouse_sync",
+                 "[5/6] parcels_sla_alerts", "[6/6] push"):
         assert step in out
     assert "metadata DB created" in out
     # what landed, straight from the SQLite file the summary names
@@ -88,7 +138,13 @@ def test_demo_runs_end_to_end_and_again(tmp_path):
     assert f"SQLite warehouse: {warehouse}" in out
     with sqlite3.connect(warehouse) as db:
         counts = dict(db.execute("SELECT status, count(*) FROM parcel_tracking GROUP BY 1").fetchall())
-    assert counts == status_counts([r["tracking_number"] for r in orders], 1)
+        pushed = db.execute("SELECT provider, carrier, status FROM parcel_tracking WHERE tracking_number = ?",
+                            (PUSHED,)).fetchall()
+    # the orders as the sync tracked them (ShipEngine), plus the pushed TrackFlow exception
+    want = status_counts([r["tracking_number"] for r in orders], 1)
+    want["exception"] = want.get("exception", 0) + 1
+    assert counts == want
+    assert pushed == [("trackflow", "dhl", "exception")]
     for status, count in counts.items():
         assert re.search(rf"^    {status}\s+{count}\b", out, re.MULTILINE), status
     assert "a few parcels with their last event:" in out
@@ -96,6 +152,7 @@ def test_demo_runs_end_to_end_and_again(tmp_path):
     assert "Same-day parcels in exception: 2 late or failed parcels" in out
     assert f"✓ the alert named exactly the expected parcels: {', '.join(expected_alert)}" in out
     assert "run failed in" in out and "(expected: the alert path" in out
+    assert_push_step(out)
     assert "✓ demo complete in" in out
     assert "✗" not in out
 
@@ -103,6 +160,8 @@ def test_demo_runs_end_to_end_and_again(tmp_path):
     assert second.returncode == 0, f"{second.stdout}\n{second.stderr}"
     assert "metadata DB reused" in second.stdout
     assert status_block(second.stdout) == status_block(out)
+    # the second run's sandbox is a new process: the push step subscribes again and the push lands again
+    assert_push_step(second.stdout)
     assert "✓ demo complete in" in second.stdout
     with sqlite3.connect(warehouse) as db:
-        assert db.execute("SELECT count(*) FROM parcel_tracking").fetchone()[0] == len(orders)
+        assert db.execute("SELECT count(*) FROM parcel_tracking").fetchone()[0] == len(orders) + 1

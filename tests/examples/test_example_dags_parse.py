@@ -21,7 +21,7 @@ from example_expectations import (
 )
 
 EXAMPLE_DAG_IDS = {"parcels_warehouse_sync", "parcels_order_push", "parcels_sla_alerts",
-                   "trackingmore_incremental_sync"}
+                   "trackingmore_incremental_sync", "parcels_push_subscribe", "parcels_exception_alerts"}
 
 
 @pytest.fixture

@@ -53,17 +53,19 @@ def silent_server() -> Iterator[int]:
     listener.close()
 
 
-def test_a_stored_connection_is_named_with_the_url_tested(parcels_sandbox, monkeypatch):
-    url = parcels_sandbox.base_url("shipengine")
+def test_a_stored_connection_is_named_with_the_url_tested(parcels_sandbox_clean, monkeypatch):
+    url = parcels_sandbox_clean.base_url("shipengine")  # clean: no quota left set by an earlier test
     define(monkeypatch, "parcels_demo_shipengine", url)
     ok, message = hook_class("shipengine")("parcels_demo_shipengine").test_connection()
     assert ok, message
-    accepted = f"ShipEngine at {url} accepted the credentials of connection 'parcels_demo_shipengine'; quota shipengine:"
+    accepted = (f"ShipEngine at {url} accepted the credentials of connection 'parcels_demo_shipengine'; "
+                "quota shipengine:")
     assert message.startswith(accepted), message
     assert "day: 1 used" in message and "month: 1 used" in message  # the quota ledger's status, key hashed
 
 
-def test_the_rest_endpoints_random_test_id_is_never_shown(parcels_sandbox, monkeypatch):
+def test_the_rest_endpoints_random_test_id_is_never_shown(parcels_sandbox_clean, monkeypatch):
+    parcels_sandbox = parcels_sandbox_clean  # clean: no quota left set by an earlier test
     # POST /api/v2/connections/test copies the connection under a random 8-character id, defined
     # only as an AIRFLOW_CONN_ variable, and calls the hook with it.
     define(monkeypatch, "LT21Vond", parcels_sandbox.base_url("shipengine"))

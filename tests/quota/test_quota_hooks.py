@@ -184,3 +184,30 @@ def test_an_unreachable_store_falls_back_to_this_process_with_one_warning(
     assert len(warnings) == 1, [r.getMessage() for r in caplog.records]
     assert "sandbox-key" not in warnings[0].getMessage() and hook.ledger.key in warnings[0].getMessage()
     assert hook.quota_status().store == "fallback" and hook.quota_status().day.used == 5
+
+
+def test_non_tracking_calls_book_in_the_ledger_too(parcels_sandbox_clean: Any,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``call()`` (creates, registrations) counts against the budgets and is refused, unsent, when they are spent."""
+    from airflow_provider_parcels.hooks.transport import QuotaExhaustedError
+
+    conn_id = trackflow_conn(monkeypatch, parcels_sandbox_clean, "parcels_test_call", requests_per_month=2)
+    hook = hook_class("trackflow")(conn_id)
+    hook.call(hook.test_request)
+    hook.call(hook.test_request)
+    sent = api_stats(parcels_sandbox_clean, "trackflow")["requests"]
+    with pytest.raises(QuotaExhaustedError, match="monthly quota of 2 requests is exhausted"):
+        hook.call(hook.test_request)
+    assert api_stats(parcels_sandbox_clean, "trackflow")["requests"] == sent == 2
+    ok, message = hook.test_connection()
+    assert not ok and "quota" in message and "resets at" in message
+
+
+def test_the_connection_form_offers_the_quota_extras() -> None:
+    from airflow_provider_parcels.get_provider_info import get_provider_info
+
+    for conn in get_provider_info()["connection-types"]:
+        fields = conn["conn-fields"]
+        assert {"requests_per_day", "requests_per_month", "quota_store", "max_response_mb"} <= set(fields)
+        assert fields["max_response_mb"]["schema"]["exclusiveMinimum"] == 0
+        assert fields["max_response_mb"]["description"].startswith("Largest answer accepted, in MiB")

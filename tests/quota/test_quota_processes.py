@@ -140,3 +140,32 @@ def test_a_killed_process_holds_no_quota(worker_store) -> None:
     assert first.wait_seconds <= interval + 0.05
     time.sleep(first.wait_seconds)
     assert ledger.reserve().wait_seconds == pytest.approx(interval, abs=0.05)
+
+
+OPEN_AT_ONCE = """
+import json, sys, time
+from airflow_provider_parcels.quota import QuotaLedger, QuotaLimits, SQLiteStore
+store = SQLiteStore(sys.argv[1])
+ledger = QuotaLedger("trackflow:atonce", QuotaLimits(requests_per_day=1000), store)
+print("ready", flush=True)
+sys.stdin.readline()
+oks = sum(ledger.reserve().ok for _ in range(20))
+print(json.dumps({"ok": oks, "fallback": ledger.using_fallback}), flush=True)
+"""
+
+
+def test_processes_opening_a_new_file_at_once_never_fall_back(tmp_path: Path) -> None:
+    """Eight processes whose first touch of a new SQLite file is the same instant: no 'database is locked'."""
+    path = str(tmp_path / "fresh.db")
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN_AT_ONCE, path], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    for proc in procs:
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()[-2000:]
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    reports = [json.loads(proc.communicate(timeout=60)[0].strip().splitlines()[-1]) for proc in procs]
+    assert not any(r["fallback"] for r in reports), reports
+    assert sum(r["ok"] for r in reports) == 160
+    assert QuotaLedger("trackflow:atonce", QuotaLimits(), open_store({"kind": "sqlite", "path": path})) \
+        .status().day.used == 160

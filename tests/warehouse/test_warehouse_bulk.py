@@ -52,10 +52,10 @@ def _peak_of_load(wh: ParcelWarehouse, n: int, start: int) -> int:
 
 def test_peak_memory_of_a_load_does_not_grow_with_the_chunk(make_warehouse):
     wh = make_warehouse()
-    wh.slice_size = 500
+    wh.slice_size = 200
     wh.create_tables()
-    small = _peak_of_load(wh, 1_000, 0)
-    large = _peak_of_load(wh, 8_000, 10_000)
+    small = _peak_of_load(wh, 400, 0)
+    large = _peak_of_load(wh, 3_200, 10_000)
     # All rows at once would take about 8x; two slices of rows at a time, about 1x.
     assert large < 2.5 * small, (small, large)
 

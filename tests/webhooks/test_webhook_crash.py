@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import requests
-from conftest import TF_CONN, free_port, rows, shipment, signed
+from webhook_support import TF_CONN, free_port, rows, shipment, signed
 
 from airflow_provider_parcels.webhooks.app import URL_PREFIX
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import TF_CONN
+from webhook_support import TF_CONN
 
 from airflow_provider_parcels.hooks.trackflow import TrackFlowHook
 from airflow_provider_parcels.models import Parcel, ParcelStatus, TrackingResult

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 import requests
-from conftest import TF_CONN, WP_CONN, rows
+from webhook_support import TF_CONN, WP_CONN, rows
 
 from airflow_provider_parcels.hooks.trackflow import TrackFlowHook
 from airflow_provider_parcels.hooks.whereparcel import WhereParcelHook

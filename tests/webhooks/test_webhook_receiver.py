@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
-from conftest import TF_CONN, WP_CONN, WP_TOKEN, post, rows, shipment, signed
 from helpers.connections import set_connection
+from webhook_support import TF_CONN, WP_CONN, WP_TOKEN, post, rows, shipment, signed
 
 
 def test_signed_exception_lands_in_the_warehouse(receiver, push_conns, warehouse_conn_id):
