@@ -51,6 +51,7 @@ from airflow_provider_parcels.hooks.transport import (
     QuotaExhaustedError,
     UnusableAnswer,
     announced_limit,
+    async_deadline,
     remaining_quota,
     wait_from_headers,
 )
@@ -903,7 +904,7 @@ class ParcelTrackingHook(BaseHook):
         settings = self.settings
         self.stats.add(requests=1, in_flight=request.cost)
         self.limiter.record(request.cost)
-        deadline = asyncio.timeout(settings.timeout)
+        deadline = async_deadline(settings.timeout)
         try:
             async with deadline, client.stream(request.method, self.url(request.path), params=request.params,
                                                json=request.json) as response:

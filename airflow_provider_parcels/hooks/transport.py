@@ -12,6 +12,7 @@ warehouse can store (no NaN, no NUL, no lone surrogate).
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import inspect
 import itertools
@@ -20,12 +21,13 @@ import math
 import random
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 
 from requests.adapters import HTTPAdapter
 from tenacity import RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -360,6 +362,58 @@ class RetryPolicy:
 
 
 # ---------------------------------------------------------------------- one deadline per call
+
+
+class AsyncDeadline(Protocol):
+    """What :func:`async_deadline` returns: an async context manager that knows whether it fired."""
+
+    async def __aenter__(self) -> Any: ...
+
+    async def __aexit__(self, *exc_info: Any) -> Any: ...
+
+    def expired(self) -> bool: ...
+
+
+def async_deadline(seconds: float) -> AsyncDeadline:
+    """
+    Cancel the block after ``seconds`` and raise ``TimeoutError``: ``asyncio.timeout`` on Python
+    3.11 and later, the same behaviour on 3.10 (which the package still supports).
+
+    :param seconds: the time the block may take.
+    """
+    if sys.version_info >= (3, 11):
+        return asyncio.timeout(seconds)
+    return _CancelAfter(seconds)
+
+
+class _CancelAfter:
+    """``asyncio.timeout`` for Python 3.10: cancels the current task at the deadline."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = max(0.0, seconds)
+        self._expired = False
+        self._handle: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task | None = None
+
+    def expired(self) -> bool:
+        return self._expired
+
+    def _fire(self) -> None:
+        self._expired = True
+        if self._task is not None:
+            self._task.cancel()
+
+    async def __aenter__(self) -> _CancelAfter:
+        self._task = asyncio.current_task()
+        self._handle = asyncio.get_running_loop().call_later(self._seconds, self._fire)
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        if self._handle is not None:
+            self._handle.cancel()
+        if self._expired and exc_type is asyncio.CancelledError:
+            raise TimeoutError from exc
+        return False
 
 
 class Deadline:

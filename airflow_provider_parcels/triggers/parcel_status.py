@@ -11,6 +11,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_parcels.hooks import hook_class
 from airflow_provider_parcels.hooks.base import ParcelTrackingHook
+from airflow_provider_parcels.hooks.transport import async_deadline
 from airflow_provider_parcels.models import Parcel
 from airflow_provider_parcels.sensors.condition import (
     DEFAULT_FAIL_ON,
@@ -168,7 +169,7 @@ class ParcelStatusTrigger(BaseTrigger):
         if self.end_time is None:
             return await hook.atrack(parcels)
         budget = max(0.0, self.end_time - time.time()) + hook.settings.timeout
-        limit = asyncio.timeout(budget)
+        limit = async_deadline(budget)
         try:
             async with limit:
                 return await hook.atrack(parcels)

@@ -155,3 +155,24 @@ def test_wait_headers_that_are_not_finite_numbers_count_as_not_said(headers, exp
 ])
 def test_count_headers_are_whole_numbers_or_nothing(value, expected):
     assert number_header(ApiResponse(200, {"X-RateLimit-Remaining": value}, b""), "X-RateLimit-Remaining") == expected
+
+
+def test_the_python_3_10_deadline_behaves_as_asyncio_timeout():
+    """``async_deadline`` on 3.10 (``_CancelAfter``): a block past its deadline ends with
+    ``TimeoutError`` and ``expired()``; a block within it runs to its end untouched."""
+    from airflow_provider_parcels.hooks.transport import _CancelAfter
+
+    async def run(deadline: float, work: float) -> tuple[str, bool, float]:
+        limit = _CancelAfter(deadline)
+        started = time.monotonic()
+        try:
+            async with limit:
+                await asyncio.sleep(work)
+            outcome = "done"
+        except TimeoutError:
+            outcome = "timeout"
+        return outcome, limit.expired(), time.monotonic() - started
+
+    outcome, expired, took = asyncio.run(run(0.2, 5.0))
+    assert (outcome, expired) == ("timeout", True) and took < 2.0, took
+    assert asyncio.run(run(2.0, 0.05))[:2] == ("done", False)

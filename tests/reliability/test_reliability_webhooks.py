@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import json
 import time
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 import pytest
 import requests
@@ -51,7 +51,7 @@ def fresh(body: bytes = BODY, age: float = 0.0) -> bytes:
     """``body`` as delivered ``age`` seconds ago: its ``last_updated`` (signed with it) set to then."""
     payload = json.loads(body)
     item = payload.get("data", payload)
-    item["last_updated"] = datetime.fromtimestamp(time.time() - age, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    item["last_updated"] = datetime.fromtimestamp(time.time() - age, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     return json.dumps(payload).encode()
 
 
