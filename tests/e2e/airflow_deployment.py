@@ -27,7 +27,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -427,3 +427,23 @@ class AirflowDeployment:
             "SELECT c.state, c.output, d.missed FROM deadline d JOIN dag_run r ON r.id = d.dagrun_id "
             "LEFT JOIN callback c ON c.id = d.callback_id WHERE r.dag_id = ? AND r.run_id = ?", dag_id, run_id)
         return [{"state": state, "output": output, "missed": bool(missed)} for state, output, missed in rows]
+
+
+@contextlib.contextmanager
+def deployed(deployment: AirflowDeployment) -> Iterator[AirflowDeployment]:
+    """
+    ``deployment`` started for the block (a start failure fails the test, without a traceback) and
+    stopped afterwards, however the block ends: the body of the e2e session fixtures.
+
+    :param deployment: an ``AirflowDeployment`` (or subclass) not started yet.
+    """
+    import pytest
+
+    try:
+        try:
+            deployment.start()
+        except DeploymentError as err:
+            pytest.fail(str(err), pytrace=False)
+        yield deployment
+    finally:
+        deployment.stop()

@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from airflow_deployment import E2E_DAGS, AirflowDeployment, DeploymentError
+from airflow_deployment import E2E_DAGS, AirflowDeployment, deployed
 
 
 @pytest.fixture(scope="session")
@@ -18,11 +18,5 @@ def airflow_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Air
     """A running Airflow (four processes) and sandbox; stopped at the end of the session, however it ends."""
     deployment = AirflowDeployment(tmp_path_factory.mktemp("e2e"), extra_dags=sorted(E2E_DAGS.glob("*.py")),
                                    max_seconds=float(os.environ.get("PARCELS_E2E_MAX_SECONDS", "900")))
-    try:
-        try:
-            deployment.start()
-        except DeploymentError as err:
-            pytest.fail(str(err), pytrace=False)
+    with deployed(deployment):
         yield deployment
-    finally:
-        deployment.stop()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from airflow_deployment import E2E_DAGS, AirflowDeployment, DeploymentError
+from airflow_deployment import E2E_DAGS, AirflowDeployment, deployed
 
 pytestmark = pytest.mark.e2e
 
@@ -50,13 +50,9 @@ def push_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PushDe
     deployment = PushDeployment(tmp_path_factory.mktemp("e2e-push"), extra_dags=sorted(E2E_DAGS.glob("*.py")),
                                 max_seconds=float(os.environ.get("PARCELS_E2E_MAX_SECONDS", "900")))
     try:
-        try:
-            deployment.start()
-        except DeploymentError as err:
-            pytest.fail(str(err), pytrace=False)
-        yield deployment
+        with deployed(deployment):
+            yield deployment
     finally:
-        deployment.stop()
         if FIGURES:
             print("\npush path figures:", json.dumps(FIGURES, indent=1))
 
