@@ -57,6 +57,16 @@ def _flat(rows: Sequence[Row]) -> list[Any]:
     return list(chain.from_iterable(rows))
 
 
+def upsert_counts(rows: int, existing: int, written: int) -> tuple[int, int, int]:
+    """
+    ``(inserted, updated, unchanged)`` of an upsert of ``rows`` keys, ``existing`` of them already
+    stored before it, that wrote ``written`` rows (inserts and updates).
+    """
+    inserted = rows - existing
+    updated = written - inserted
+    return inserted, updated, existing - updated
+
+
 @dataclass(frozen=True)
 class TableNames:
     """
@@ -354,9 +364,7 @@ class Dialect:
         """
         existing = self.count_existing(conn, cur, names, rows)
         written = self.write(conn, cur, rows, len(PARCELS.names), lambda src: self.upsert_sql(names, src))
-        inserted = len(rows) - existing
-        updated = written - inserted
-        return inserted, updated, existing - updated
+        return upsert_counts(len(rows), existing, written)
 
     def insert_events(
         self, conn: Any, cur: Any, names: TableNames, rows: Sequence[Row], bulk: bool, fresh: bool = False
@@ -469,10 +477,7 @@ class SqliteDialect(Dialect):
         existing = self.count_existing(conn, cur, names, rows)
         before = conn.total_changes
         cur.executemany(self.upsert_sql(names, self.values(1, len(PARCELS.names))), rows)
-        written = conn.total_changes - before
-        inserted = len(rows) - existing
-        updated = written - inserted
-        return inserted, updated, existing - updated
+        return upsert_counts(len(rows), existing, conn.total_changes - before)
 
     def insert_events(
         self, conn: Any, cur: Any, names: TableNames, rows: Sequence[Row], bulk: bool, fresh: bool = False
@@ -690,9 +695,7 @@ class DuckDBDialect(Dialect):
         count = f"SELECT count(*) FROM ({source}) AS s JOIN {names.table(PARCELS)} AS t ON {on}"
         existing = conn.execute(count, params).fetchone()[0]
         written = len(conn.execute(self.upsert_sql(names, source) + " RETURNING 1", params).fetchall())
-        inserted = len(rows) - existing
-        updated = written - inserted
-        return inserted, updated, existing - updated
+        return upsert_counts(len(rows), existing, written)
 
     def insert_events(
         self, conn: Any, cur: Any, names: TableNames, rows: Sequence[Row], bulk: bool, fresh: bool = False
@@ -769,9 +772,7 @@ class MergeWrites:
         dialect: Any = self
         existing = dialect.count_existing(conn, cur, names, rows)
         written = self._merge(conn, cur, names, PARCELS, rows)
-        inserted = len(rows) - existing
-        updated = written - inserted
-        return inserted, updated, existing - updated
+        return upsert_counts(len(rows), existing, written)
 
     def insert_events(
         self, conn: Any, cur: Any, names: TableNames, rows: Sequence[Row], bulk: bool, fresh: bool = False

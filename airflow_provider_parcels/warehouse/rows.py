@@ -268,40 +268,26 @@ def rows_of(groups: list[list[TrackingResult]], ts: TsAdapter) -> tuple[list[tup
                 _dedupe_into(group, ts, events)
                 continue
             head = (result.provider, result.carrier, result.tracking_number)
-            if identity:
-                extend(
-                    [
-                        (
-                            *head,
-                            event_id,
-                            at if at is None or at.tzinfo is timezone.utc else utc(at, "occurred_at"),
-                            event.occurred_at_local,
-                            status_text(event.status),
-                            event.provider_status,
-                            event.description,
-                            event.location,
-                            _json(event.raw),
-                        )
-                        for event, event_id, at in zip(evs, ids, [e.occurred_at for e in evs], strict=True)
-                    ]
-                )
-            else:
-                extend(
-                    [
-                        (
-                            *head,
-                            event_id,
-                            ts(at if at is None or at.tzinfo is timezone.utc else utc(at, "occurred_at")),
-                            event.occurred_at_local,
-                            status_text(event.status),
-                            event.provider_status,
-                            event.description,
-                            event.location,
-                            _json(event.raw),
-                        )
-                        for event, event_id, at in zip(evs, ids, [e.occurred_at for e in evs], strict=True)
-                    ]
-                )
+            times = [at if at is None or at.tzinfo is timezone.utc else utc(at, "occurred_at")
+                     for at in (e.occurred_at for e in evs)]
+            if not identity:
+                times = [ts(at) for at in times]
+            extend(
+                [
+                    (
+                        *head,
+                        event_id,
+                        at,
+                        event.occurred_at_local,
+                        status_text(event.status),
+                        event.provider_status,
+                        event.description,
+                        event.location,
+                        _json(event.raw),
+                    )
+                    for event, event_id, at in zip(evs, ids, times, strict=True)
+                ]
+            )
         else:
             _dedupe_into(group, ts, events)
     return parcels, events
