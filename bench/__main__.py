@@ -12,7 +12,8 @@ full mode runs it alongside the other sections: throughput, unknown limit and se
 counts set by simulated answer times and pacing), then the warehouse (whose script interleaves
 its methods chunk by chunk, so a shared CPU slows them alike); the known-plan run goes in
 parallel. ``--sequential`` runs everything one after the other (about 20 minutes, undisturbed
-rows/s); ``--overlap`` (the quick mode's way) starts everything at once.
+rows/s); ``--overlap`` (the quick mode's way) starts everything at once. ``celery_quota`` (a whole
+CeleryExecutor deployment, ``bench/celery_quota.py``) runs in full mode only, after ``shared_quota``.
 """
 
 from __future__ import annotations
@@ -33,17 +34,20 @@ from typing import Any
 
 from bench.common import RESULTS, bootstrap_airflow, fmt, machine, run_script
 
-SECTIONS = ("throughput", "plans", "unknown", "sensor", "memory", "warehouse", "shared_quota")
+SECTIONS = ("throughput", "plans", "unknown", "sensor", "memory", "warehouse", "shared_quota", "celery_quota")
 #: Sections whose results live in files of their own (``--only`` that section alone writes ``<name>.json/md``).
-OWN_FILES = ("shared_quota",)
+OWN_FILES = ("shared_quota", "celery_quota")
+#: Sections ``--quick`` leaves out unless named in ``--only`` (celery_quota starts a whole Celery deployment).
+NOT_QUICK = ("celery_quota",)
 
 
 def _runner(name: str) -> Callable[[bool], Any]:
     """The function that runs one section (imported late: Airflow must be bootstrapped first)."""
-    from bench import memory, ratelimit_styles, shared_quota, throughput
+    from bench import celery_quota, memory, ratelimit_styles, shared_quota, throughput
 
     return {
         "shared_quota": shared_quota.run,
+        "celery_quota": celery_quota.run,
         "throughput": throughput.run,
         "plans": lambda quick: ratelimit_styles.run_known_plans(15.0 if quick else 75.0),
         "unknown": ratelimit_styles.run_unknown_limit,
@@ -202,6 +206,14 @@ def goals(payload: dict[str, Any]) -> list[str]:
         rows.append(("17. quota use, processes sharing one key (worst run)",
                      f"{worst['quota_use']:.3f} ({worst['store']}, {worst['processes']} processes)", ">= 0.95",
                      worst["quota_use"] >= 0.95))
+    celery = _result(payload, "celery_quota")
+    if celery:
+        refused = sum(r["rate_limited"] for r in celery["rows"])
+        worst = min(celery["rows"], key=lambda r: r["quota_use"])
+        rows.append(("17. 429s, 8 mapped copies on Celery workers sharing one key", str(refused), "0", refused == 0))
+        rows.append(("17. quota use, 8 mapped copies on Celery workers",
+                     f"{worst['quota_use']:.3f} ({len(worst['workers'])} workers)", ">= 0.95",
+                     worst["quota_use"] >= 0.95))
     lines = ["| figure | measured | goal | met |", "|---|---|---|---|"]
     for name, measured, goal, met in rows:
         verdict = "-" if met is None else "yes" if met else "**no**"
@@ -211,7 +223,7 @@ def goals(payload: dict[str, Any]) -> list[str]:
 
 def markdown(payload: dict[str, Any]) -> str:
     """The whole report as markdown."""
-    from bench import memory, ratelimit_styles, shared_quota, throughput
+    from bench import celery_quota, memory, ratelimit_styles, shared_quota, throughput
 
     m = payload["machine"]
     load = payload["load_average"]
@@ -236,6 +248,7 @@ def markdown(payload: dict[str, Any]) -> str:
         ("memory", "4. Peak memory of the operator's streaming", memory.markdown),
         ("sensor", "5. Sensor: deferred versus poke", markdown_sensor),
         ("shared_quota", "17. One quota per API key: processes sharing a key", shared_quota.markdown),
+        ("celery_quota", "17. One quota per API key: mapped tasks on Celery workers", celery_quota.markdown),
     ]
     for name, title, render in parts:
         section = payload["sections"].get(name)
@@ -302,22 +315,29 @@ def schedule(suite: Suite, how: str) -> None:
         for name in SECTIONS:
             suite.run(name)
     elif how == "overlap":
-        suite.together(("throughput", "unknown", "sensor"), ("plans", "shared_quota"), ("memory",), ("warehouse",))
+        suite.together(("throughput", "unknown", "sensor"), ("plans", "shared_quota", "celery_quota"), ("memory",),
+                       ("warehouse",))
     else:
-        suite.together(("memory",), ("throughput", "unknown", "sensor", "warehouse"), ("plans", "shared_quota"))
+        suite.together(("memory",), ("throughput", "unknown", "sensor", "warehouse"),
+                       ("plans", "shared_quota", "celery_quota"))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, short windows (under 2 minutes)")
-    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument("--only", default=None,
+                        help=f"comma-separated subset of {','.join(SECTIONS)} (default: all; --quick: all but "
+                             f"{','.join(NOT_QUICK)})")
     parser.add_argument("--sequential", action="store_true", help="run the sections one after the other")
     parser.add_argument("--overlap", action="store_true",
                         help="run every section at once (the quick mode's default; shortest, noisier rows/s)")
     parser.add_argument("--out", type=Path, default=None,
                         help="directory for latest.json and latest.md (default: bench/results, quick: a temp dir)")
     args = parser.parse_args(argv)
-    only = tuple(s.strip() for s in args.only.split(",") if s.strip())
+    if args.only is None:
+        only = tuple(s for s in SECTIONS if not (args.quick and s in NOT_QUICK))
+    else:
+        only = tuple(s.strip() for s in args.only.split(",") if s.strip())
     unknown = set(only) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 
 
@@ -17,6 +18,10 @@ def _blank() -> dict:
         "max_in_flight": 0,
         "faults": Counter(),
         "by_endpoint": Counter(),
+        # wall-clock seconds (epoch) of the first request's arrival and the last answer: the interval a
+        # benchmark measures quota use over when the clients are other processes (e.g. Celery workers)
+        "first_request_at": None,
+        "last_answer_at": None,
     }
 
 
@@ -45,6 +50,8 @@ class Stats:
         with self._lock:
             data = self._data[api]
             data["requests"] += 1
+            if data["first_request_at"] is None:
+                data["first_request_at"] = time.time()
             data["items"] += items
             data["max_batch"] = max(data["max_batch"], items)
             data["by_endpoint"][endpoint] += 1
@@ -56,6 +63,7 @@ class Stats:
         with self._lock:
             data = self._data[api]
             data["in_flight"] = max(0, data["in_flight"] - 1)
+            data["last_answer_at"] = time.time()
             if status is not None:
                 data["status_counts"][str(status)] += 1
 

@@ -408,6 +408,25 @@ class Dialect:
             found.update((tuple(row[:width]), tuple(row)) for row in cur.fetchall())
         return found
 
+    def stored_event_ids(self, conn: Any, cur: Any, names: TableNames, keys: Sequence[Row]) -> dict[Row, set[str]]:
+        """
+        The event ids stored for parcel ``keys`` (distinct key tuples), by key: one key-prefix walk
+        of the events table's primary key per parcel.
+        """
+        width = len(PARCELS.key)
+        found: dict[Row, set[str]] = {}
+        for chunk in _chunks(keys, self.rows_per_statement(conn, width)):
+            sql = (
+                f"WITH v(p, c, n) AS ({self.values(len(chunk), width)}) "
+                f'SELECT e."provider", e."carrier", e."tracking_number", e."event_id" '
+                f"FROM v JOIN {names.table(EVENTS)} AS e "
+                f'ON e."provider" = v.p AND e."carrier" = v.c AND e."tracking_number" = v.n'
+            )
+            cur.execute(sql, [value for key in chunk for value in key[:width]])
+            for provider, carrier, number, event_id in cur.fetchall():
+                found.setdefault((provider, carrier, number), set()).add(event_id)
+        return found
+
     def write(self, conn: Any, cur: Any, rows: Sequence[Row], width: int, build: Any) -> int:
         """Run ``build(VALUES ...)`` over ``rows`` in multi-row chunks; return the rows written."""
         size = self.rows_per_statement(conn, width)
@@ -479,13 +498,22 @@ class SqliteDialect(Dialect):
         cur.executemany(self.upsert_sql(names, self.values(1, len(PARCELS.names))), rows)
         return upsert_counts(len(rows), existing, conn.total_changes - before)
 
-    def insert_events(
-        self, conn: Any, cur: Any, names: TableNames, rows: Sequence[Row], bulk: bool, fresh: bool = False
-    ) -> tuple[int, int]:
-        before = conn.total_changes
-        cur.executemany(self.insert_events_sql(names, self.values(1, len(EVENTS.names))), rows)
-        inserted = conn.total_changes - before
-        return inserted, len(rows) - inserted
+
+    def stored_event_ids(self, conn: Any, cur: Any, names: TableNames, keys: Sequence[Row]) -> dict[Row, set[str]]:
+        # One row per parcel: its ids joined in SQL (event ids are hex, never holding a comma), so
+        # Python makes one string per parcel rather than a four-string tuple per event.
+        width = len(PARCELS.key)
+        found: dict[Row, set[str]] = {}
+        for chunk in _chunks(keys, self.rows_per_statement(conn, width + 1)):
+            one = "(" + ", ".join([self.placeholder] * (width + 1)) + ")"
+            sql = (
+                f"WITH v(i, p, c, n) AS (VALUES {', '.join([one] * len(chunk))}) "
+                f'SELECT v.i, group_concat(e."event_id") FROM v JOIN {names.table(EVENTS)} AS e '
+                f'ON e."provider" = v.p AND e."carrier" = v.c AND e."tracking_number" = v.n GROUP BY v.i'
+            )
+            cur.execute(sql, [value for i, key in enumerate(chunk) for value in (i, *key[:width])])
+            found.update((tuple(chunk[i][:width]), set(ids.split(","))) for i, ids in cur.fetchall())
+        return found
 
 
 class PostgresDialect(Dialect):
@@ -549,6 +577,23 @@ class PostgresDialect(Dialect):
                     vcur.execute(self.insert_events_sql(names, values), chunk)
                     inserted += vcur.rowcount
         return inserted, len(rows) - inserted
+
+    def stored_event_ids(self, conn: Any, cur: Any, names: TableNames, keys: Sequence[Row]) -> dict[Row, set[str]]:
+        # Three array parameters whatever the number of keys (a long %s list is parsed in Python).
+        found: dict[Row, set[str]] = {}
+        if not keys:
+            return found
+        providers, carriers, numbers = (list(column) for column in zip(*(key[:3] for key in keys), strict=True))
+        cur.execute(
+            'SELECT e."provider", e."carrier", e."tracking_number", e."event_id" '
+            "FROM unnest(%s::text[], %s::text[], %s::text[]) AS v(p, c, n) "
+            f"JOIN {names.table(EVENTS)} AS e "
+            'ON e."provider" = v.p AND e."carrier" = v.c AND e."tracking_number" = v.n',
+            [providers, carriers, numbers],
+        )
+        for provider, carrier, number, event_id in cur.fetchall():
+            found.setdefault((provider, carrier, number), set()).add(event_id)
+        return found
 
     def _values(self, conn: Any, rows: Sequence[Row], width: int, numbered: bool) -> Iterator[tuple[list[Any], str]]:
         """``(flat parameters, VALUES list)`` per statement-sized chunk of ``rows``."""

@@ -20,9 +20,10 @@ from airflow_provider_parcels.warehouse.rows import (
     EVENTS,
     PARCELS,
     TABLES,
+    StoredIds,
     has_nul,
     replace_nul,
-    rows_of,
+    slice_rows,
     split_rounds,
     versions,
 )
@@ -250,24 +251,39 @@ class ParcelWarehouse:
             counts = self._write(slices, clean=False)
         except Exception:
             # Checked only after a failure, so the common case pays nothing for it.
-            if dialect.text_allows_nul or not any(has_nul(rows) for part in slices for rows in self._rows(part)):
+            if dialect.text_allows_nul or not any(
+                has_nul(rows) for part in slices for rows in self._rows(part)[:2]
+            ):
                 raise
             log.warning("%s text cannot hold NUL characters: loading them as U+FFFD", dialect.name)
             counts = self._write(slices, clean=True)
         log.info("Loaded %d parcels into %s: %s", len(groups), self.table_name(PARCELS.name), counts.to_dict())
         return counts
 
-    def _rows(self, part: list[list[TrackingResult]], clean: bool = False) -> tuple[list[Row], list[Row]]:
-        """The parcel and event rows of one slice (NUL characters replaced when ``clean``)."""
-        parcels, events = rows_of(part, self.dialect.ts_param)
+    def _rows(
+        self, part: list[list[TrackingResult]], clean: bool = False, stored: StoredIds | None = None
+    ) -> tuple[list[Row], list[Row], int]:
+        """
+        The parcel and event rows of one slice (NUL characters replaced when ``clean``), without
+        rows for the events in ``stored``; and how many events were left out so.
+        """
+        parcels, events, skipped = slice_rows(part, self.dialect.ts_param, stored)
         if clean:
-            return replace_nul(parcels, None), replace_nul(events, len(EVENTS.key))
-        return parcels, events
+            return replace_nul(parcels, None), replace_nul(events, len(EVENTS.key)), skipped
+        return parcels, events, skipped
+
+    def _stored(self, conn: Any, cur: Any, part: list[list[TrackingResult]]) -> StoredIds:
+        """The event ids the table holds for the parcels of one slice (read in this transaction)."""
+        return self.dialect.stored_event_ids(conn, cur, self.names, [group[0].key for group in part])
 
     def _write(self, slices: list[list[list[TrackingResult]]], clean: bool) -> LoadCounts:
         """
         Build and write the slices in one transaction; where the dialect gains from it
         (``overlap_building``), the next slice is built in a thread while this one is written.
+
+        Before a slice's rows are built, the event ids already stored for its parcels are read (one
+        query), and no row is built, sent or probed for those events: a refresh that brings one new
+        event per parcel writes that one. The insert's ``ON CONFLICT DO NOTHING`` stays the rule.
 
         :param slices: parcel groups (each parcel's versions in apply order, see ``versions``).
         :param clean: replace NUL characters (for databases whose text cannot hold them).
@@ -283,8 +299,14 @@ class ParcelWarehouse:
                 pending = None
                 conn, cur = stack.enter_context(self.transaction())
                 for i, part in enumerate(slices):
-                    parcels, events = pending.result() if pending is not None else self._rows(part, clean)
-                    pending = pool.submit(self._rows, slices[i + 1], clean) if pool and i + 1 < len(slices) else None
+                    if pending is not None:
+                        parcels, events, skipped = pending.result()
+                    else:
+                        parcels, events, skipped = self._rows(part, clean, self._stored(conn, cur, part))
+                    pending = None
+                    if pool and i + 1 < len(slices):
+                        stored = self._stored(conn, cur, slices[i + 1])  # the next slice's parcels: not written yet
+                        pending = pool.submit(self._rows, slices[i + 1], clean, stored)
                     rounds = split_rounds(parcels, len(PARCELS.key))
                     inserted, updated, unchanged = self._upsert_rounds(conn, cur, rounds)
                     events_inserted, events_unchanged = dialect.insert_events(
@@ -294,8 +316,8 @@ class ParcelWarehouse:
                         events,
                         bulk and len(events) >= self.copy_threshold,
                         fresh=inserted == len(rounds[0]),
-                    )
-                    counts += LoadCounts(inserted, updated, unchanged, events_inserted, events_unchanged)
+                    ) if events else (0, 0)
+                    counts += LoadCounts(inserted, updated, unchanged, events_inserted, events_unchanged + skipped)
             return counts
 
         return self._retrying(write)

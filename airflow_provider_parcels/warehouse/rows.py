@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
@@ -252,12 +252,33 @@ def build_rows(results: Iterable[TrackingResult], ts: TsAdapter) -> tuple[list[t
 
 def rows_of(groups: list[list[TrackingResult]], ts: TsAdapter) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """:func:`build_rows` of parcel groups already made by :func:`versions`."""
+    parcels, events, _ = slice_rows(groups, ts)
+    return parcels, events
+
+
+#: The event ids stored per parcel key, as the loader read them before building a slice's rows.
+StoredIds = Mapping[tuple[str, str, str], Container[str]]
+
+
+def slice_rows(
+    groups: list[list[TrackingResult]], ts: TsAdapter, stored: StoredIds | None = None
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], int]:
+    """
+    :func:`rows_of`, leaving out the events already stored: no row is built for them.
+
+    :param groups: parcel groups made by :func:`versions`.
+    :param ts: the dialect's timestamp adapter.
+    :param stored: per parcel key, the event ids the table holds already (an insert would leave
+        them alone: skipping them here only saves building and probing their rows).
+    :return: ``(parcel rows, event rows, events skipped as stored)``.
+    """
     parcels = [parcel_row(result, ts) for group in groups for result in group]
     identity = _keeps(ts)
     events: list[tuple[Any, ...]] = []
     extend = events.extend
-    status_text = _status_text
+    skipped = 0
     for group in groups:
+        known = stored.get(group[0].key) if stored else None
         if len(group) == 1:
             result = group[0]
             evs = result.events
@@ -265,32 +286,45 @@ def rows_of(groups: list[list[TrackingResult]], ts: TsAdapter) -> tuple[list[tup
                 continue
             ids = [event.event_id for event in evs]
             if len(set(ids)) != len(ids):  # a hand-made result with duplicates: keep the first of each
-                _dedupe_into(group, ts, events)
+                skipped += _dedupe_into(group, ts, events, known)
                 continue
-            head = (result.provider, result.carrier, result.tracking_number)
+            if known:
+                kept = [(event, event_id) for event, event_id in zip(evs, ids, strict=True) if event_id not in known]
+                skipped += len(evs) - len(kept)
+                if not kept:
+                    continue
+                evs, ids = [event for event, _ in kept], [event_id for _, event_id in kept]
+            # Column by column where a C loop does the work (map), then one tuple per event.
             times = [at if at is None or at.tzinfo is timezone.utc else utc(at, "occurred_at")
-                     for at in (e.occurred_at for e in evs)]
+                     for at in [event.occurred_at for event in evs]]
             if not identity:
-                times = [ts(at) for at in times]
-            extend(
-                [
-                    (
-                        *head,
-                        event_id,
-                        at,
-                        event.occurred_at_local,
-                        status_text(event.status),
-                        event.provider_status,
-                        event.description,
-                        event.location,
-                        _json(event.raw),
-                    )
-                    for event, event_id, at in zip(evs, ids, times, strict=True)
-                ]
-            )
+                times = list(map(ts, times))
+            raws = list(map(_json, [event.raw for event in evs]))
+            provider, carrier, number = result.provider, result.carrier, result.tracking_number
+            try:
+                extend(
+                    [
+                        (
+                            provider,
+                            carrier,
+                            number,
+                            event_id,
+                            at,
+                            event.occurred_at_local,
+                            str.__str__(event.status),  # the ParcelStatus value, at C speed
+                            event.provider_status,
+                            event.description,
+                            event.location,
+                            raw,
+                        )
+                        for event, event_id, at, raw in zip(evs, ids, times, raws, strict=True)
+                    ]
+                )
+            except TypeError:  # a status that is not a str (a hand-made event): the general path
+                skipped += _dedupe_into(group, ts, events, known)
         else:
-            _dedupe_into(group, ts, events)
-    return parcels, events
+            skipped += _dedupe_into(group, ts, events, known)
+    return parcels, events, skipped
 
 
 def _keeps(ts: TsAdapter) -> bool:
@@ -299,9 +333,15 @@ def _keeps(ts: TsAdapter) -> bool:
     return ts(probe) is probe
 
 
-def _dedupe_into(group: list[TrackingResult], ts: TsAdapter, out: list[tuple[Any, ...]]) -> None:
-    """Append the events of one parcel's versions, de-duplicated by key, the newest version's first."""
+def _dedupe_into(
+    group: list[TrackingResult], ts: TsAdapter, out: list[tuple[Any, ...]], known: Container[str] | None = None
+) -> int:
+    """
+    Append the events of one parcel's versions, de-duplicated by key, the newest version's first,
+    leaving out the ids in ``known`` (stored already); return how many were left out that way.
+    """
     seen: set[str] = set()
+    skipped = 0
     for result in reversed(group):
         head = (result.provider, result.carrier, result.tracking_number)
         for event in result.events:
@@ -309,6 +349,9 @@ def _dedupe_into(group: list[TrackingResult], ts: TsAdapter, out: list[tuple[Any
             if event_id in seen:
                 continue
             seen.add(event_id)
+            if known and event_id in known:
+                skipped += 1
+                continue
             out.append(
                 (
                     *head,
@@ -322,6 +365,7 @@ def _dedupe_into(group: list[TrackingResult], ts: TsAdapter, out: list[tuple[Any
                     _json(event.raw),
                 )
             )
+    return skipped
 
 
 def split_rounds(rows: Iterable[tuple[Any, ...]], key_width: int) -> list[list[tuple[Any, ...]]]:

@@ -9,6 +9,13 @@ scheduler-run deployment needs (the execution API URL follows the API port, the 
 switch), the connections imported with ``airflow connections import`` from the file the sandbox
 writes (``--connections-file``).
 
+With ``executor="celery"`` the same deployment runs on the CeleryExecutor instead (Celery
+refuses SQLite): a throw-away PostgreSQL (``tests/helpers/postgres.py``) as the metadata DB and
+the Celery result backend, a ``redis-server`` of its own as the broker, and ``celery_workers``
+``airflow celery worker`` processes (``--concurrency worker_concurrency`` each), every worker
+reporting its own hostname (``worker1``, ``worker2``...) to Airflow, so a task instance's
+``hostname`` says which worker ran it.
+
 Every process is started in its own process group and watched by a small watchdog process that
 ends the group when the test process dies or ``max_seconds`` pass, so nothing outlives a run,
 even a killed one. :meth:`AirflowDeployment.stop` ends them all at teardown (TERM, then KILL).
@@ -27,7 +34,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +48,15 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_DAGS = REPO / "example_dags"
 E2E_DAGS = Path(__file__).resolve().parent / "dags"
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+#: The health endpoint's part of each component (the api-server answers it, so it has none).
+HEALTH_PARTS = {"scheduler": "scheduler", "triggerer": "triggerer", "dag-processor": "dag_processor"}
+#: A ``[core] hostname_callable`` for the Celery workers: each worker's own name (several workers
+#: on one machine would otherwise all report this machine's hostname).
+WORKER_HOSTNAME_MODULE = """
+import os, socket
+def hostname():
+    return os.environ.get("PARCELS_E2E_WORKER_NAME") or socket.getfqdn()
+"""
 ADMIN_USER = "admin"
 #: The ``http`` connection of the deployment's webhook (the e2e DAGs' alerts go there).
 ALERTS_CONN_ID = "e2e_alerts"
@@ -181,9 +197,22 @@ class AirflowDeployment:
     :param root: an empty folder for the home, the DAGs folder, the warehouse and the logs.
     :param extra_dags: DAG files copied next to the example DAGs.
     :param max_seconds: the longest any process may live (its watchdog ends it then).
+    :param executor: ``"local"`` (LocalExecutor, SQLite metadata DB) or ``"celery"`` (CeleryExecutor,
+        PostgreSQL metadata DB and result backend, Redis broker, ``celery_workers`` workers).
+    :param celery_workers: how many ``airflow celery worker`` processes (``executor="celery"``).
+    :param worker_concurrency: task slots of each Celery worker.
+    :param components: the Airflow components to start (default: all four of :data:`COMPONENTS`).
+    :param example_dags: copy the example DAGs (and their data) into the DAGs folder.
+    :param sandbox_args: more options of ``python -m airflow_provider_parcels.sandbox``
+        (e.g. ``["--window-seconds", "10"]``).
     """
 
-    def __init__(self, root: Path, extra_dags: Iterable[Path] = (), max_seconds: float = 900.0) -> None:
+    def __init__(self, root: Path, extra_dags: Iterable[Path] = (), max_seconds: float = 900.0,
+                 executor: str = "local", celery_workers: int = 2, worker_concurrency: int = 4,
+                 components: Sequence[str] = COMPONENTS, example_dags: bool = True,
+                 sandbox_args: Sequence[str] = ()) -> None:
+        if executor not in ("local", "celery"):
+            raise ValueError(f"executor must be 'local' or 'celery', got {executor!r}")
         self.root = root
         self.home = root / "airflow"
         self.dags = root / "dags"
@@ -201,6 +230,15 @@ class AirflowDeployment:
         self.session = requests.Session()
         self.timings: dict[str, float] = {}
         self.webhook: AlertSink | None = None
+        self.executor = executor
+        self.celery_workers = celery_workers
+        self.worker_concurrency = worker_concurrency
+        self.components = tuple(components)
+        self.example_dags = example_dags
+        self.sandbox_args = list(sandbox_args)
+        self.postgres: Any = None  # tests/helpers/postgres.LocalPostgres (executor="celery")
+        self.metadata_dsn = ""  # postgresql://... of the metadata DB (executor="celery")
+        self.redis_port = 0  # the broker's port (executor="celery")
 
     # ------------------------------------------------------------------ environment
 
@@ -229,15 +267,36 @@ class AirflowDeployment:
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__TRIGGERER__DEFAULT_CAPACITY": "100",
         })
+        if self.executor == "celery":
+            env.update({
+                "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.metadata_dsn.replace("postgresql://",
+                                                                                 "postgresql+psycopg2://", 1),
+                "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+                "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.metadata_dsn,
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.worker_concurrency),
+                "AIRFLOW__CORE__PARALLELISM": str(max(8, self.celery_workers * self.worker_concurrency)),
+            })
         return env
+
+    def worker_environment(self, name: str) -> dict[str, str]:
+        """One Celery worker's environment: its own hostname for Airflow and log server port."""
+        return {**self.env, "PARCELS_E2E_WORKER_NAME": name,
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "parcels_e2e_worker_hostname.hostname",
+                "PYTHONPATH": os.pathsep.join(p for p in (str(self.root / "pythonpath"),
+                                                          self.env.get("PYTHONPATH", "")) if p),
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())}
 
     def prepare(self) -> None:
         """The DAGs folder (the example DAGs with their data, and the extra DAGs), the home, the password."""
-        shutil.copytree(EXAMPLE_DAGS, self.dags, ignore=shutil.ignore_patterns("__pycache__"))
+        if self.example_dags:
+            shutil.copytree(EXAMPLE_DAGS, self.dags, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            self.dags.mkdir(parents=True)
         for dag_file in self.extra_dags:
             shutil.copy2(dag_file, self.dags / dag_file.name)
         self.home.mkdir(parents=True)
-        self.logs.mkdir(parents=True)
+        self.logs.mkdir(parents=True, exist_ok=True)
         (self.home / "simple_auth_manager_passwords.json").write_text(json.dumps({ADMIN_USER: self.password}))
         self.env = self.environment()
 
@@ -256,16 +315,22 @@ class AirflowDeployment:
     def start(self, timeout: float = 180.0) -> AirflowDeployment:
         """Sandbox, metadata DB, connections, the four components; wait until all are healthy."""
         started = time.monotonic()
+        if self.executor == "celery":
+            self.start_celery_services()
         self.prepare()
         self.start_sandbox()
         self.airflow_cli("db", "migrate")
         self.airflow_cli("connections", "import", "--overwrite", str(self.connections_file))
         self.timings["db and connections"] = time.monotonic() - started
         airflow = str(Path(sys.executable).with_name("airflow"))
-        for component in COMPONENTS:
+        for component in self.components:
             self.processes[component] = start_process(component, [airflow, component], self.env,
                                                       self.logs / f"{component}.log", self.root, self.max_seconds)
+        if self.executor == "celery":
+            self.start_celery_workers()
         self.wait_healthy(timeout)
+        if self.executor == "celery":
+            self.wait_celery_workers(timeout)
         self.login()
         self.webhook = AlertSink()
         self.request("POST", "/connections", expect=(201,),
@@ -273,11 +338,63 @@ class AirflowDeployment:
         self.timings["start"] = time.monotonic() - started
         return self
 
+    def start_celery_services(self) -> None:
+        """PostgreSQL (metadata DB, result backend) and ``redis-server`` (broker) for the CeleryExecutor."""
+        sys.path.insert(0, str(REPO / "tests"))
+        from helpers.postgres import LocalPostgres, create_database, find_bindir
+
+        self.logs.mkdir(parents=True, exist_ok=True)
+        redis_server = shutil.which("redis-server")
+        bindir = find_bindir()
+        if redis_server is None or bindir is None:
+            raise DeploymentError("the CeleryExecutor deployment needs redis-server and PostgreSQL's initdb "
+                                  "(./scripts/test installs both)")
+        self.postgres = LocalPostgres(bindir)
+        self.postgres.start()
+        create_database(self.postgres.dsn("postgres"), "airflow")
+        self.metadata_dsn = self.postgres.dsn("airflow")
+        self.redis_port = free_port()
+        argv = [redis_server, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", str(self.logs)]
+        self.processes["redis"] = start_process("redis", argv, os.environ, self.logs / "redis.log", self.root,
+                                                self.max_seconds)
+        end = time.monotonic() + 15
+        while time.monotonic() < end:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.redis_port), 0.2):
+                return
+            time.sleep(0.05)
+        raise DeploymentError(f"redis-server did not start:\n{tail(self.logs / 'redis.log')}")
+
+    def start_celery_workers(self) -> None:
+        """``airflow celery worker`` ``celery_workers`` times, named ``worker1``, ``worker2``..."""
+        module = self.root / "pythonpath" / "parcels_e2e_worker_hostname.py"
+        module.parent.mkdir(exist_ok=True)
+        module.write_text(WORKER_HOSTNAME_MODULE)
+        airflow = str(Path(sys.executable).with_name("airflow"))
+        for i in range(1, self.celery_workers + 1):
+            name = f"worker{i}"
+            argv = [airflow, "celery", "worker", "--celery-hostname", f"{name}@%h",
+                    "--concurrency", str(self.worker_concurrency), "--skip-serve-logs", "--without-gossip"]
+            self.processes[name] = start_process(name, argv, self.worker_environment(name),
+                                                 self.logs / f"{name}.log", self.root, self.max_seconds)
+
+    def wait_celery_workers(self, timeout: float) -> None:
+        """Wait until every Celery worker has said it is ready (connected to the broker, consuming)."""
+        end = time.monotonic() + timeout
+        names = [f"worker{i}" for i in range(1, self.celery_workers + 1)]
+        while time.monotonic() < end:
+            self.check_processes()
+            if all(" ready." in tail(self.logs / f"{name}.log", 400) for name in names):
+                return
+            time.sleep(0.5)
+        raise DeploymentError(f"Celery workers not ready in {timeout:.0f} s\n{self.log_tails(names)}")
+
     def start_sandbox(self, timeout: float = 30.0) -> None:
         """``python -m airflow_provider_parcels.sandbox --port 0 --connections-file ...``, as a user runs it."""
         log = self.logs / "sandbox.log"
         argv = [sys.executable, "-m", "airflow_provider_parcels.sandbox", "--port", "0",
-                "--connections-file", str(self.connections_file), "--warehouse-db", str(self.warehouse_db)]
+                "--connections-file", str(self.connections_file), "--warehouse-db", str(self.warehouse_db),
+                *self.sandbox_args]
         self.processes["sandbox"] = start_process("sandbox", argv, self.env, log, self.root, self.max_seconds)
         end = time.monotonic() + timeout
         while time.monotonic() < end:
@@ -293,15 +410,16 @@ class AirflowDeployment:
         raise DeploymentError(f"the sandbox did not start:\n{tail(log)}")
 
     def wait_healthy(self, timeout: float) -> dict[str, Any]:
-        """Poll ``/api/v2/monitor/health`` until the DB, scheduler, triggerer and dag-processor are healthy."""
+        """Poll ``/api/v2/monitor/health`` until the DB and every started component are healthy."""
         end = time.monotonic() + timeout
         last: Any = None
+        parts = ["metadatabase", *(HEALTH_PARTS[c] for c in self.components if c in HEALTH_PARTS)]
         while time.monotonic() < end:
             self.check_processes()
             try:
                 last = self.session.get(f"{self.base_url}/api/v2/monitor/health", timeout=5).json()
                 if all((last.get(part) or {}).get("status") == "healthy"
-                       for part in ("metadatabase", "scheduler", "triggerer", "dag_processor")):
+                       for part in parts):
                     return last
             except (requests.RequestException, ValueError) as err:
                 last = repr(err)
@@ -322,6 +440,9 @@ class AirflowDeployment:
         """End every process group (TERM, then KILL); safe to call twice."""
         stop_all(self.processes.values())
         self.session.close()
+        if self.postgres is not None:
+            self.postgres.stop()
+            self.postgres = None
         if self.webhook is not None:
             self.webhook.stop()
             self.webhook = None
@@ -417,7 +538,13 @@ class AirflowDeployment:
     # ------------------------------------------------------------------ metadata DB (read only)
 
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        """A read-only query on the metadata DB (what the REST API does not show, e.g. callbacks)."""
+        """A read-only query on the metadata DB (what the REST API does not show, e.g. callbacks); ``?`` marks."""
+        if self.executor == "celery":
+            import psycopg2
+
+            with contextlib.closing(psycopg2.connect(self.metadata_dsn)) as db, db.cursor() as cur:
+                cur.execute(sql.replace("?", "%s"), params)
+                return cur.fetchall()
         with sqlite3.connect(f"file:{self.home / 'airflow.db'}?mode=ro", uri=True, timeout=30) as db:
             return db.execute(sql, params).fetchall()
 
