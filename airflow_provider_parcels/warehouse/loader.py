@@ -272,8 +272,13 @@ class ParcelWarehouse:
             return replace_nul(parcels, None), replace_nul(events, len(EVENTS.key)), skipped
         return parcels, events, skipped
 
-    def _stored(self, conn: Any, cur: Any, part: list[list[TrackingResult]]) -> StoredIds:
-        """The event ids the table holds for the parcels of one slice (read in this transaction)."""
+    def _stored(self, conn: Any, cur: Any, part: list[list[TrackingResult]], clean: bool) -> StoredIds:
+        """
+        The event ids the table holds for the parcels of one slice (read in this transaction); none
+        when ``clean`` (keys holding NUL cannot be sent; the insert's rule then skips stored events).
+        """
+        if clean:
+            return {}
         return self.dialect.stored_event_ids(conn, cur, self.names, [group[0].key for group in part])
 
     def _write(self, slices: list[list[list[TrackingResult]]], clean: bool) -> LoadCounts:
@@ -302,10 +307,11 @@ class ParcelWarehouse:
                     if pending is not None:
                         parcels, events, skipped = pending.result()
                     else:
-                        parcels, events, skipped = self._rows(part, clean, self._stored(conn, cur, part))
+                        parcels, events, skipped = self._rows(part, clean, self._stored(conn, cur, part, clean))
                     pending = None
                     if pool and i + 1 < len(slices):
-                        stored = self._stored(conn, cur, slices[i + 1])  # the next slice's parcels: not written yet
+                        # The next slice's parcels: no statement of this loop has written them yet.
+                        stored = self._stored(conn, cur, slices[i + 1], clean)
                         pending = pool.submit(self._rows, slices[i + 1], clean, stored)
                     rounds = split_rounds(parcels, len(PARCELS.key))
                     inserted, updated, unchanged = self._upsert_rounds(conn, cur, rounds)
