@@ -208,13 +208,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    from bench.common import bootstrap_airflow
+    from bench.common import run_section
 
-    bootstrap_airflow()
-    result = run(args.quick)
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print("\n".join(markdown(result)))
+    run_section(run, markdown, args.quick, args.json)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,22 @@ def bootstrap_airflow() -> None:
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
 
 
+def run_section(run: Any, markdown: Any, quick: bool, json_out: Path | None) -> None:
+    """
+    A section run on its own (``python -m bench.<section>``): bootstrap Airflow, run, write, print.
+
+    :param run: the section's ``run(quick) -> result``.
+    :param markdown: the section's ``markdown(result) -> lines``.
+    :param quick: the section's quick mode.
+    :param json_out: where to write the result as JSON (``None``: nowhere).
+    """
+    bootstrap_airflow()
+    result = run(quick)
+    if json_out:
+        json_out.write_text(json.dumps(result, indent=2) + "\n")
+    print("\n".join(markdown(result)))
+
+
 def set_connection(conn_id: str, conn: dict[str, Any]) -> str:
     """Publish an Airflow connection through its ``AIRFLOW_CONN_*`` variable; returns ``conn_id``."""
     conn = dict(conn)

@@ -270,13 +270,9 @@ def main() -> None:
     if args.hook_worker:
         hook_worker(json.loads(args.hook_worker))
         return
-    from bench.common import bootstrap_airflow
+    from bench.common import run_section
 
-    bootstrap_airflow()
-    result = run(args.quick)
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print("\n".join(markdown(result)))
+    run_section(run, markdown, args.quick, args.json)
 
 
 if __name__ == "__main__":
