@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from wh_factories import NASTY, T0, batch, chunked, event, mixed, result
@@ -149,6 +149,21 @@ def test_unicode_quotes_and_control_characters_round_trip(wh):
         assert rows[r.tracking_number]["last_event_description"] == r.events[0].description
     assert {e[8] for e in wh.dump(EVENTS)} == set(NASTY)
     assert wh.load(data).unchanged == len(data)
+
+
+def test_timestamps_outside_the_nanosecond_range_round_trip(wh):
+    # Both ends of the range every database holds (DuckDB reads rows through a pandas frame,
+    # whose datetime64[ns] ends in 2262).
+    far = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)
+    early = datetime(1, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc)
+    old_scan = replace(event(1, "first scan"), occurred_at=early, raw={"t": "0001"})
+    data = [result(1, eta=far, events=[old_scan, event(2, "later scan")]), result(2, eta=T0)]
+    wh.load(data)
+    rows = by_number(wh)
+    assert rows["TN0000001"]["estimated_delivery"] == far
+    assert rows["TN0000002"]["estimated_delivery"] == T0
+    assert {e[4] for e in wh.dump(EVENTS) if e[2] == "TN0000001"} == {early, T0 - timedelta(hours=2)}
+    assert wh.load(data).unchanged == 2
 
 
 def test_row_mapping_of_a_result(wh):
