@@ -691,8 +691,8 @@ def _copy_text(rows: Sequence[Row]) -> io.StringIO:
 class DuckDBDialect(Dialect):
     """
     DuckDB (``apache-airflow-providers-duckdb``, extra ``duckdb``): ``INSERT ... ON CONFLICT`` from
-    a pandas frame (see :meth:`stage_select`), one statement per table and
-    slice (``executemany`` runs one statement per row, about 100x slower).
+    a pandas frame (see :meth:`stage_select`), one statement per table and slice (``executemany``
+    runs one statement per row, about 100x slower).
 
     A DuckDB cursor is a second connection with its own transaction, so the connection itself is
     used. No status index: DuckDB turns updates of indexed columns into delete + insert, which
