@@ -220,7 +220,8 @@ def goals(payload: dict[str, Any]) -> list[str]:
         worst = min(ledger_rows, key=lambda r: r["quota_use"])
         rows.append(("17. 429s, processes sharing one key through the ledger", str(refused), "0", refused == 0))
         rows.append(("17. quota use, processes sharing one key (worst run)",
-                     f"{worst['quota_use']:.3f} ({worst['store']}, {worst['processes']} processes)", ">= 0.95",
+                     f"{worst['quota_use']:.3f} ({worst['store']}, {worst['processes']} "
+                     f"process{'es' if worst['processes'] != 1 else ''})", ">= 0.95",
                      worst["quota_use"] >= 0.95))
     celery = _result(payload, "celery_quota")
     if celery:
@@ -319,7 +320,8 @@ class Suite:
 
 
 SCHEDULES = {
-    "default": "memory run alongside throughput, ratelimit, sensor, then warehouse; then plans and the shared quota",
+    "default": "memory run alongside throughput, unknown, sensor, then warehouse; then plans, shared_quota, "
+               "celery_quota one by one",
     "sequential": "one section after the other",
     "overlap": "everything at once (warehouse rows/s share the CPU with the memory run)",
 }

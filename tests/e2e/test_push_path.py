@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import requests
 from airflow_deployment import E2E_DAGS, AirflowDeployment, deployed
+from browser import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -113,15 +114,13 @@ def test_exception_scan_reaches_warehouse_and_starts_the_alert_dag(push_deployme
         assert time.time() < deadline, d.log_tails(["api-server"])
         time.sleep(0.02)
     FIGURES["scan_to_warehouse_row_s"] = round(time.time() - changed_at, 3)
-    # the row is written before the receiver answers, and the sandbox logs the 2xx once it reads the answer
-    deadline = time.time() + 10
-    while True:
+
+    def acked_deliveries() -> list[dict]:
         deliveries = requests.get(f"{sandbox}/_sandbox/webhooks", timeout=10).json()["deliveries"]
-        acked = [x for x in deliveries if x["tracking_number"] == NUMBERS[0] and x["http_status"] == 200]
-        if acked or time.time() > deadline:
-            break
-        time.sleep(0.02)
-    assert acked, deliveries
+        return [x for x in deliveries if x["tracking_number"] == NUMBERS[0] and x["http_status"] == 200]
+
+    # the row is written before the receiver answers, and the sandbox logs the 2xx once it reads the answer
+    acked = wait_for(acked_deliveries, timeout=10, interval=0.02, what=f"the sandbox to log a 2xx for {NUMBERS[0]}")
     FIGURES["scan_to_2xx_s"] = round(acked[0]["acked_at"] - changed_at, 3)
 
     deadline = time.time() + 120
